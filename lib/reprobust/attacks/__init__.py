@@ -1,0 +1,38 @@
+"""Adversarial attacks, batched over images and device-aware.
+
+Every attack takes a model mapping ``[0, 1]`` images to logits and returns an
+:class:`AttackResult` — explicitly, because libraries disagree on what a failed attack returns
+(foolbox returns zeros, torchattacks the original image).
+
+Gradient attacks (``fgsm``, ``pgd``) live in :mod:`reprobust.attacks.gradient`; other families in
+their own modules (``blackbox``, ``minimal``, ``deepfool``, ``rubbish``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class AttackResult(NamedTuple):
+    """What every attack returns.
+
+    Attributes
+    ----------
+    x_adv : Tensor (N, C, H, W)
+        Adversarial images in [0, 1] (for a failed image: the attack's best attempt).
+    success : BoolTensor (N,)
+        True where the model's prediction on ``x_adv`` is wrong (untargeted) or the target (targeted).
+    norms : Tensor (N,)
+        Size of the perturbation ``x_adv - x`` in the attack's norm.
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    norms: torch.Tensor
+
+
+from .gradient import fgsm, perturbation_norm, pgd  # noqa: E402
+
+__all__ = ["AttackResult", "fgsm", "pgd", "perturbation_norm"]

@@ -1,0 +1,599 @@
+"""CIFAR-10-C style common corruptions at five severities, and the real CIFAR-10-C files.
+
+Hendrycks & Dietterich (ICLR 2019) define 15 common corruptions (+4 extra) at 5 severities; the
+CIFAR-10-C set was made with 32-pixel strength parameters that are much milder than the ImageNet-C
+ones used by the ``imagecorruptions`` packages. This module re-implements the corruption families in
+numpy/scipy/PIL with the **CIFAR-10-C parameters** (listed in :data:`SEVERITY_PARAMS`), batched over
+images, deterministic under a seed, for images of shape ``(N, C, H, W)`` in ``[0, 1]``.
+
+Implemented: the noise family (gaussian, shot, impulse, speckle), the blur family (gaussian, defocus,
+glass, motion, zoom), fog, and the digital family (brightness, contrast, saturate, elastic transform,
+pixelate, JPEG). Not implemented: ``frost`` (needs the frost photographs shipped with the original
+generator), ``snow`` and ``spatter`` (ImageMagick/OpenCV pipelines). ``motion_blur`` uses a numpy
+line kernel (Gaussian weights along a random direction) instead of ImageMagick's, with the CIFAR
+``(radius, sigma)``. ``saturate`` needs colour images and is skipped for greyscale input.
+
+Like CIFAR-10-C, outputs are stored as 8-bit images (``uint8``, rounded), so that a cached corrupted
+set is exactly what is evaluated; :func:`corrupt` returns them as float32 in ``[0, 1]``.
+
+For the full profile, :func:`load_cifar10c` reads the real ``CIFAR-10-C/<corruption>.npy`` files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+
+from .validation import check_choice, check_range
+
+SEVERITIES = (1, 2, 3, 4, 5)
+
+#: CIFAR-10-C strength parameters per severity 1..5 (from Hendrycks' ``make_cifar_c.py``).
+SEVERITY_PARAMS = {
+    "gaussian_noise": (0.04, 0.06, 0.08, 0.09, 0.10),  # σ
+    "shot_noise": (500, 250, 100, 75, 50),  # photons per unit intensity λ
+    "impulse_noise": (0.01, 0.02, 0.03, 0.05, 0.07),  # salt-and-pepper fraction
+    "speckle_noise": (0.06, 0.10, 0.12, 0.16, 0.20),  # σ of multiplicative noise
+    "gaussian_blur": (0.4, 0.6, 0.7, 0.8, 1.0),  # σ (pixels)
+    "defocus_blur": ((0.3, 0.4), (0.4, 0.5), (0.5, 0.6), (1, 0.2), (1.5, 0.1)),  # (radius, alias σ)
+    "glass_blur": ((0.05, 1, 1), (0.25, 1, 1), (0.4, 1, 1), (0.25, 1, 2), (0.4, 1, 2)),  # (σ, δ, iters)
+    "motion_blur": ((6, 1), (6, 1.5), (6, 2), (8, 2), (9, 2.5)),  # (radius, σ)
+    "zoom_blur": tuple(np.arange(1, stop, 0.01) for stop in (1.06, 1.11, 1.16, 1.21, 1.26)),  # zooms
+    "fog": ((0.2, 3), (0.5, 3), (0.75, 2.5), (1, 2), (1.5, 1.75)),  # (strength, wibble decay)
+    "brightness": (0.05, 0.1, 0.15, 0.2, 0.3),  # added to HSV value
+    "contrast": (0.75, 0.5, 0.4, 0.3, 0.15),  # factor around the mean
+    "saturate": ((0.3, 0), (0.1, 0), (1.5, 0), (2, 0.1), (2.5, 0.2)),  # HSV S ← S·a + b
+    # (α, σ, affine jitter) as fractions of the image size (IMSIZE = 32 in CIFAR-10-C)
+    "elastic_transform": ((0, 0, 0.08), (0.05, 0.2, 0.07), (0.08, 0.06, 0.06), (0.1, 0.04, 0.05),
+                          (0.1, 0.03, 0.03)),
+    "pixelate": (0.95, 0.9, 0.85, 0.75, 0.65),  # downscale factor (BOX)
+    "jpeg_compression": (80, 65, 58, 50, 40),  # quality
+}
+
+CORRUPTIONS = tuple(SEVERITY_PARAMS)
+FAMILIES = {
+    "noise": ("gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise"),
+    "blur": ("gaussian_blur", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur"),
+    "weather": ("fog",),
+    "digital": ("brightness", "contrast", "saturate", "elastic_transform", "pixelate", "jpeg_compression"),
+}
+#: Corruptions that only make sense for colour images.
+COLOUR_ONLY = ("saturate",)
+#: Files of the real CIFAR-10-C release (Zenodo record 2535967), 19 corruptions + labels.
+CIFAR10C_FILES = (
+    "gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "gaussian_blur", "defocus_blur",
+    "glass_blur", "motion_blur", "zoom_blur", "snow", "frost", "fog", "spatter", "brightness", "contrast",
+    "saturate", "elastic_transform", "pixelate", "jpeg_compression")
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _rgb_to_hsv(x):
+    from matplotlib.colors import rgb_to_hsv
+    return rgb_to_hsv(np.moveaxis(x, 1, -1))
+
+
+def _hsv_to_rgb(hsv):
+    from matplotlib.colors import hsv_to_rgb
+    return np.moveaxis(hsv_to_rgb(hsv), -1, 1)
+
+
+def _gaussian_kernel_1d(size: int, sigma: float) -> np.ndarray:
+    # the sampled Gaussian OpenCV's GaussianBlur uses for a given odd size
+    offsets = np.arange(size) - (size - 1) / 2
+    k = np.exp(-offsets ** 2 / (2 * sigma ** 2))
+    return k / k.sum()
+
+
+def _disk_kernel(radius: float, alias_blur: float) -> np.ndarray:
+    """Anti-aliased disk (defocus) kernel, trimmed to its nonzero support."""
+    half = 8 if radius <= 8 else int(np.ceil(radius))
+    ksize = 3 if radius <= 8 else 5
+    grid = np.arange(-half, half + 1)
+    xx, yy = np.meshgrid(grid, grid)
+    disk = ((xx ** 2 + yy ** 2) <= radius ** 2).astype(np.float64)
+    disk /= disk.sum()
+    g = _gaussian_kernel_1d(ksize, alias_blur)
+    # separable Gaussian anti-aliasing with reflect-101 borders ('mirror' in scipy)
+    disk = ndimage.correlate1d(disk, g, axis=0, mode="mirror")
+    disk = ndimage.correlate1d(disk, g, axis=1, mode="mirror")
+    nz = np.nonzero(disk)
+    r = int(max(np.abs(nz[0] - half).max(), np.abs(nz[1] - half).max()))
+    return disk[half - r:half + r + 1, half - r:half + r + 1]
+
+
+def _plasma_fractal(n: int, mapsize: int, wibbledecay: float, rng: np.random.Generator) -> np.ndarray:
+    """Diamond-square height maps in [0, 1], shape (n, mapsize, mapsize); mapsize a power of two."""
+    maps = np.zeros((n, mapsize, mapsize))
+    step = mapsize
+    wibble = 100.0
+
+    def wibbled_mean(a):
+        return a / 4 + wibble * rng.uniform(-wibble, wibble, a.shape)
+
+    while step >= 2:
+        half = step // 2
+        # squares: centre = mean of the four corners + noise
+        corners = maps[:, 0:mapsize:step, 0:mapsize:step]
+        acc = corners + np.roll(corners, -1, axis=1)
+        acc = acc + np.roll(acc, -1, axis=2)
+        maps[:, half:mapsize:step, half:mapsize:step] = wibbled_mean(acc)
+        # diamonds: edge midpoints = mean of the two neighbouring corners and centres + noise
+        centres = maps[:, half:mapsize:step, half:mapsize:step]
+        corners = maps[:, 0:mapsize:step, 0:mapsize:step]
+        top = centres + np.roll(centres, 1, axis=1) + corners + np.roll(corners, -1, axis=2)
+        maps[:, 0:mapsize:step, half:mapsize:step] = wibbled_mean(top)
+        left = centres + np.roll(centres, 1, axis=2) + corners + np.roll(corners, -1, axis=1)
+        maps[:, half:mapsize:step, 0:mapsize:step] = wibbled_mean(left)
+        step //= 2
+        wibble /= wibbledecay
+    maps -= maps.min(axis=(1, 2), keepdims=True)
+    return maps / maps.max(axis=(1, 2), keepdims=True)
+
+
+def _clipped_zoom(x: np.ndarray, factor: float) -> np.ndarray:
+    """Zoom the centre of every image by ``factor`` (bilinear) and crop back to the original size."""
+    h, w = x.shape[-2:]
+    ch, cw = int(np.ceil(h / factor)), int(np.ceil(w / factor))
+    top, left = (h - ch) // 2, (w - cw) // 2
+    zoomed = ndimage.zoom(x[..., top:top + ch, left:left + cw], (1, 1, factor, factor), order=1)
+    th, tw = (zoomed.shape[-2] - h) // 2, (zoomed.shape[-1] - w) // 2
+    return zoomed[..., th:th + h, tw:tw + w]
+
+
+def _per_image_pil(x: np.ndarray, fn) -> np.ndarray:
+    """Apply a PIL operation image by image to uint8 data of shape (N, C, H, W)."""
+    u8 = np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
+    out = np.empty_like(u8)
+    for i, img in enumerate(u8):
+        pil = Image.fromarray(img[0], mode="L") if img.shape[0] == 1 else Image.fromarray(
+            np.moveaxis(img, 0, -1), mode="RGB")
+        res = np.asarray(fn(pil))
+        out[i] = res[None] if res.ndim == 2 else np.moveaxis(res, -1, 0)
+    return out.astype(np.float64) / 255
+
+
+def _shift_gather(x: np.ndarray, dy: np.ndarray, dx: np.ndarray) -> np.ndarray:
+    """Shift image i by (dy[i], dx[i]) pixels with edge replication."""
+    n, _, h, w = x.shape
+    rows = np.clip(np.arange(h)[None, :] - dy[:, None], 0, h - 1)  # (N, H)
+    cols = np.clip(np.arange(w)[None, :] - dx[:, None], 0, w - 1)  # (N, W)
+    idx = np.arange(n)[:, None, None, None]
+    ch = np.arange(x.shape[1])[None, :, None, None]
+    return x[idx, ch, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+# ------------------------------------------------------------------------------------------- corruptions
+def _gaussian_noise(x, c, rng):
+    return x + rng.normal(scale=c, size=x.shape)
+
+
+def _shot_noise(x, c, rng):
+    return rng.poisson(np.clip(x, 0, None) * c) / c
+
+
+def _impulse_noise(x, c, rng):
+    hit = rng.random(x.shape) < c
+    salt = rng.random(x.shape) < 0.5
+    out = x.copy()
+    out[hit & salt] = 1.0
+    out[hit & ~salt] = 0.0
+    return out
+
+
+def _speckle_noise(x, c, rng):
+    return x + x * rng.normal(scale=c, size=x.shape)
+
+
+def _gaussian_blur(x, c, rng):
+    return ndimage.gaussian_filter(x, sigma=(0, 0, c, c), mode="nearest", truncate=4.0)
+
+
+def _glass_blur(x, c, rng):
+    sigma, delta, iterations = c
+    n, _, h, w = x.shape
+    x = ndimage.gaussian_filter(x, sigma=(0, 0, sigma, sigma), mode="nearest", truncate=4.0)
+    x = np.floor(np.clip(x, 0, 1) * 255) / 255  # the original quantises to 8 bits between the blurs
+    images = np.arange(n)
+    # locally shuffle pixels: sweep the image bottom-right to top-left, swapping each pixel with a random
+    # neighbour (the sweep is sequential, so it is a loop over positions, vectorised over images)
+    for _ in range(iterations):
+        for row in range(h - delta, delta, -1):
+            for col in range(w - delta, delta, -1):
+                d = rng.integers(-delta, delta, size=(n, 2))
+                r2, c2 = row + d[:, 1], col + d[:, 0]
+                here = x[images, :, row, col].copy()
+                x[images, :, row, col] = x[images, :, r2, c2]
+                x[images, :, r2, c2] = here
+    return ndimage.gaussian_filter(x, sigma=(0, 0, sigma, sigma), mode="nearest", truncate=4.0)
+
+
+def _defocus_blur(x, c, rng):
+    kernel = _disk_kernel(*c)
+    return ndimage.correlate(x, kernel[None, None], mode="mirror")
+
+
+def _motion_blur(x, c, rng):
+    radius, sigma = c
+    width = 2 * radius + 1
+    weights = np.exp(-np.arange(width) ** 2 / (2 * sigma ** 2))
+    weights /= weights.sum()
+    angle = np.deg2rad(rng.uniform(-45, 45, size=x.shape[0]))
+    out = np.zeros_like(x)
+    # a one-sided line kernel: average of copies shifted by 0..width pixels along the blur direction
+    for i, wgt in enumerate(weights):
+        dy = np.round(i * np.sin(angle)).astype(int)
+        dx = np.round(i * np.cos(angle)).astype(int)
+        out += wgt * _shift_gather(x, dy, dx)
+    return out
+
+
+def _zoom_blur(x, c, rng):
+    out = x.copy()
+    for factor in c:
+        out += _clipped_zoom(x, float(factor))
+    return out / (len(c) + 1)
+
+
+def _fog(x, c, rng):
+    strength, decay = c
+    h, w = x.shape[-2:]
+    mapsize = 1 << int(np.ceil(np.log2(max(h, w, 2))))
+    plasma = _plasma_fractal(x.shape[0], mapsize, decay, rng)[:, None, :h, :w]
+    max_val = x.max(axis=(1, 2, 3), keepdims=True)
+    return (x + strength * plasma) * max_val / (max_val + strength)
+
+
+def _brightness(x, c, rng):
+    if x.shape[1] == 1:
+        return x + c  # HSV value of a grey pixel is its intensity
+    hsv = _rgb_to_hsv(np.clip(x, 0, 1))
+    hsv[..., 2] = np.clip(hsv[..., 2] + c, 0, 1)
+    return _hsv_to_rgb(hsv)
+
+
+def _contrast(x, c, rng):
+    means = x.mean(axis=(2, 3), keepdims=True)
+    return (x - means) * c + means
+
+
+def _saturate(x, c, rng):
+    hsv = _rgb_to_hsv(np.clip(x, 0, 1))
+    hsv[..., 1] = np.clip(hsv[..., 1] * c[0] + c[1], 0, 1)
+    return _hsv_to_rgb(hsv)
+
+
+def _elastic_transform(x, c, rng):
+    n, nc, h, w = x.shape
+    size = min(h, w)  # the CIFAR-10-C parameters are fractions of IMSIZE = 32
+    alpha, sigma, jitter = (v * size for v in c)
+    # random affine from jittering three points (in (x, y) = (col, row) coordinates)
+    centre = np.array([w // 2, h // 2], dtype=np.float64)
+    sq = size // 3
+    src_pts = np.array([centre + sq, [centre[0] + sq, centre[1] - sq], centre - sq])
+    dst_pts = src_pts[None] + rng.uniform(-jitter, jitter, size=(n, 3, 2))
+    # solve dst = A·src + b for every image, then sample the source at the inverse map of each pixel
+    design = np.concatenate([src_pts, np.ones((3, 1))], axis=1)  # (3, 3)
+    params = np.linalg.solve(design[None], dst_pts)  # (N, 3, 2): rows A^T and b
+    a_mat = np.transpose(params[:, :2, :], (0, 2, 1))  # (N, 2, 2)
+    b_vec = params[:, 2, :]  # (N, 2)
+    cols, rows = np.meshgrid(np.arange(w), np.arange(h))
+    dst = np.stack([cols, rows], axis=-1).reshape(-1, 2).astype(np.float64)  # (HW, 2) as (x, y)
+    src = np.einsum("nij,npj->npi", np.linalg.inv(a_mat), dst[None] - b_vec[:, None, :])  # (N, HW, 2)
+    src_rows = np.broadcast_to(src[..., 1].reshape(n, 1, h, w), x.shape)
+    src_cols = np.broadcast_to(src[..., 0].reshape(n, 1, h, w), x.shape)
+    img_idx = np.broadcast_to(np.arange(n)[:, None, None, None], x.shape).astype(np.float64)
+    ch_idx = np.broadcast_to(np.arange(nc)[None, :, None, None], x.shape).astype(np.float64)
+    x = ndimage.map_coordinates(x, [img_idx, ch_idx, src_rows, src_cols], order=1, mode="mirror")
+    # smooth random displacement field
+    dx = rng.uniform(-1, 1, size=(n, h, w))
+    dy = rng.uniform(-1, 1, size=(n, h, w))
+    if sigma > 0:
+        dx = ndimage.gaussian_filter(dx, sigma=(0, sigma, sigma), mode="reflect", truncate=3)
+        dy = ndimage.gaussian_filter(dy, sigma=(0, sigma, sigma), mode="reflect", truncate=3)
+    dx, dy = (dx * alpha)[:, None], (dy * alpha)[:, None]
+    rows4 = np.broadcast_to(rows[None, None], x.shape) + dy
+    cols4 = np.broadcast_to(cols[None, None], x.shape) + dx
+    return ndimage.map_coordinates(x, [img_idx, ch_idx, rows4, cols4], order=1, mode="reflect")
+
+
+def _pixelate(x, c, rng):
+    h, w = x.shape[-2:]
+    small = (int(w * c), int(h * c))
+    return _per_image_pil(x, lambda im: im.resize(small, Image.BOX).resize((w, h), Image.BOX))
+
+
+def _jpeg_compression(x, c, rng):
+    def roundtrip(im):
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=int(c))
+        buf.seek(0)
+        return Image.open(buf).convert(im.mode)
+    return _per_image_pil(x, roundtrip)
+
+
+_IMPLEMENTATIONS = {name: globals()[f"_{name}"] for name in CORRUPTIONS}
+
+
+# ---------------------------------------------------------------------------------------------- public API
+def available_corruptions(num_channels: int = 3, family: str | None = None) -> tuple:
+    """Names of the implemented corruptions usable on images with ``num_channels`` channels.
+
+    Parameters
+    ----------
+    num_channels : int
+        1 (greyscale) drops the colour-only corruptions (``saturate``).
+    family : {"noise", "blur", "weather", "digital"}, optional
+
+    Returns
+    -------
+    tuple of str
+
+    Example
+    -------
+    >>> "saturate" in available_corruptions(1)
+    False
+    """
+    names = CORRUPTIONS if family is None else FAMILIES[check_choice("corruption family", family, FAMILIES)]
+    return tuple(n for n in names if num_channels == 3 or n not in COLOUR_ONLY)
+
+
+def _as_numpy_images(images) -> np.ndarray:
+    x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    if x.ndim != 4:
+        raise ValueError(f"images.ndim={x.ndim} is out of range; valid range: 4 (N, C, H, W)")
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"number of channels={x.shape[1]} is out of range; valid choices: 1, 3")
+    if x.size and (x.min() < 0 or x.max() > 1):
+        raise ValueError(f"image values in [{x.min():.3g}, {x.max():.3g}] are out of range; valid range: [0, 1]")
+    return x.astype(np.float64)
+
+
+def corruption_rng(corruption: str, severity: int, seed: int) -> np.random.Generator:
+    """Independent random stream for one (corruption, severity, seed), whatever the generation order."""
+    return np.random.default_rng([int(seed), zlib.crc32(corruption.encode()), int(severity)])
+
+
+def corrupt_uint8(images, corruption: str, severity: int, seed: int = 0) -> np.ndarray:
+    """Corrupt a batch of images and return them as 8-bit data, like the CIFAR-10-C files.
+
+    Parameters
+    ----------
+    images : Tensor or ndarray of shape (N, C, H, W), values in [0, 1], C in {1, 3}
+    corruption : str
+        One of :data:`CORRUPTIONS`.
+    severity : int in 1..5
+    seed : int
+
+    Returns
+    -------
+    ndarray of shape (N, C, H, W), uint8
+
+    Example
+    -------
+    >>> corrupt_uint8(np.zeros((2, 1, 32, 32)), "contrast", 3).dtype
+    dtype('uint8')
+    """
+    check_choice("corruption", corruption, CORRUPTIONS)
+    check_choice("severity", severity, SEVERITIES)
+    x = _as_numpy_images(images)
+    if x.shape[1] == 1 and corruption in COLOUR_ONLY:
+        raise ValueError(f"corruption {corruption!r} needs colour images; valid choices for greyscale: "
+                         f"{', '.join(available_corruptions(1))}")
+    params = SEVERITY_PARAMS[corruption][severity - 1]
+    out = _IMPLEMENTATIONS[corruption](x, params, corruption_rng(corruption, severity, seed))
+    return np.round(np.clip(out, 0, 1) * 255).astype(np.uint8)
+
+
+def corrupt(images, corruption: str, severity: int, seed: int = 0):
+    """Corrupt a batch of images with CIFAR-10-C strength.
+
+    Parameters
+    ----------
+    images : Tensor or ndarray of shape (N, C, H, W), values in [0, 1], C in {1, 3}
+    corruption : str
+        One of :data:`CORRUPTIONS` (see :func:`available_corruptions`).
+    severity : int in 1..5
+    seed : int
+        Same seed and input give identical output.
+
+    Returns
+    -------
+    Tensor or ndarray of shape (N, C, H, W), float32 in [0, 1] (8-bit levels)
+        Same type as ``images``.
+
+    Example
+    -------
+    >>> x = np.full((1, 3, 32, 32), 0.5)
+    >>> corrupt(x, "gaussian_noise", 5, seed=0).shape
+    (1, 3, 32, 32)
+    """
+    out = corrupt_uint8(images, corruption, severity, seed).astype(np.float32) / 255
+    return torch.from_numpy(out) if isinstance(images, torch.Tensor) else out
+
+
+@dataclass
+class CorruptedSet:
+    """Corrupted copies of a test set.
+
+    Attributes
+    ----------
+    corruptions : tuple of str
+    severities : tuple of int
+    images : ndarray of shape (K, S, N, C, H, W), uint8 (K corruptions, S severities)
+    labels : ndarray of shape (N,), int64
+    """
+
+    corruptions: tuple
+    severities: tuple
+    images: np.ndarray
+    labels: np.ndarray
+
+    def get(self, corruption: str, severity: int) -> torch.Tensor:
+        """Float32 tensor of shape (N, C, H, W) in [0, 1] for one corruption and severity."""
+        k = self.corruptions.index(check_choice("corruption", corruption, self.corruptions))
+        s = self.severities.index(check_choice("severity", severity, self.severities))
+        return torch.from_numpy(self.images[k, s].astype(np.float32) / 255)
+
+    def items(self):
+        """Iterate over ``(corruption, severity, images)`` with float32 tensors."""
+        for corruption in self.corruptions:
+            for severity in self.severities:
+                yield corruption, severity, self.get(corruption, severity)
+
+
+def _validated_names(corruptions, num_channels):
+    names = available_corruptions(num_channels) if corruptions is None else tuple(corruptions)
+    for name in names:
+        check_choice("corruption", name, available_corruptions(num_channels))
+    return names
+
+
+def make_corrupted_set(images, labels, corruptions: Sequence[str] | None = None,
+                       severities: Iterable[int] = SEVERITIES, seed: int = 0, progress: bool = False
+                       ) -> CorruptedSet:
+    """Generate every (corruption, severity) copy of a test set.
+
+    Parameters
+    ----------
+    images : Tensor or ndarray of shape (N, C, H, W) in [0, 1]
+    labels : Tensor or ndarray of shape (N,)
+    corruptions : sequence of str, optional
+        Default: :func:`available_corruptions` for the number of channels.
+    severities : iterable of int in 1..5
+    seed : int
+    progress : bool
+        Show a tqdm bar over corruptions.
+
+    Returns
+    -------
+    CorruptedSet
+
+    Example
+    -------
+    >>> cs = make_corrupted_set(np.zeros((2, 1, 32, 32)), np.array([0, 1]), ["contrast"], [1, 5])
+    >>> cs.images.shape
+    (1, 2, 2, 1, 32, 32)
+    """
+    x = _as_numpy_images(images)
+    names = _validated_names(corruptions, x.shape[1])
+    severities = tuple(int(check_choice("severity", s, SEVERITIES)) for s in severities)
+    out = np.empty((len(names), len(severities)) + x.shape, dtype=np.uint8)
+    iterator = names
+    if progress:
+        from tqdm.auto import tqdm
+        iterator = tqdm(names, desc="corruptions", mininterval=5)
+    for k, name in enumerate(iterator):
+        for s, severity in enumerate(severities):
+            out[k, s] = corrupt_uint8(x, name, severity, seed)
+    y = labels.cpu().numpy() if isinstance(labels, torch.Tensor) else np.asarray(labels)
+    return CorruptedSet(tuple(names), severities, out, y.astype(np.int64))
+
+
+def images_fingerprint(images) -> str:
+    """Short content hash of an image array (part of a corrupted-set cache key)."""
+    x = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
+    h = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+    h.update(str((x.shape, x.dtype.str)).encode())
+    return h.hexdigest()[:16]
+
+
+def cached_corrupted_set(cache, images, labels, corruptions: Sequence[str] | None = None,
+                         severities: Iterable[int] = SEVERITIES, seed: int = 0,
+                         progress: bool = False) -> CorruptedSet:
+    """:func:`make_corrupted_set` through a cache: generated once, then loaded.
+
+    Parameters
+    ----------
+    cache : reprobust.cache.Cache or None
+        ``None`` generates without caching.
+    images, labels, corruptions, severities, seed, progress
+        As for :func:`make_corrupted_set`; the key holds a content hash of ``images``.
+
+    Returns
+    -------
+    CorruptedSet
+    """
+    x = _as_numpy_images(images)
+    names = _validated_names(corruptions, x.shape[1])
+    severities = tuple(int(check_choice("severity", s, SEVERITIES)) for s in severities)
+    if cache is None:
+        return make_corrupted_set(x, labels, names, severities, seed, progress)
+    config = dict(images=images_fingerprint(images), corruptions=list(names), severities=list(severities),
+                  seed=int(seed), params={n: np.asarray(SEVERITY_PARAMS[n], dtype=object).tolist()
+                                          for n in names} if False else _params_repr(names),
+                  version=1)
+
+    def compute():
+        cs = make_corrupted_set(x, labels, names, severities, seed, progress)
+        return {"images": torch.from_numpy(cs.images), "labels": torch.from_numpy(cs.labels)}
+
+    stored = cache.get_or_compute("corrupted_set", config, compute)
+    return CorruptedSet(names, severities, stored["images"].numpy(), stored["labels"].numpy())
+
+
+def _params_repr(names) -> str:
+    # parameters are part of the key, so changing a severity table invalidates cached sets
+    return repr({n: [np.round(np.asarray(p, dtype=np.float64), 6).tolist()
+                     for p in SEVERITY_PARAMS[n]] for n in names})
+
+
+def load_cifar10c(data_dir, corruptions: Sequence[str] | None = None,
+                  severities: Iterable[int] = SEVERITIES, n_per_severity: int | None = None) -> CorruptedSet:
+    """Load the real CIFAR-10-C release (``<data_dir>/CIFAR-10-C/<corruption>.npy`` + ``labels.npy``).
+
+    Each file holds the 10,000 test images at severities 1..5 stacked (50,000 × 32 × 32 × 3, uint8).
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        Directory containing ``CIFAR-10-C/`` (or the ``CIFAR-10-C`` directory itself).
+    corruptions : sequence of str, optional
+        Default: the 15 corruptions of :data:`CORRUPTIONS`; any of :data:`CIFAR10C_FILES` is allowed.
+    severities : iterable of int in 1..5
+    n_per_severity : int, optional
+        Keep the first ``n`` images of each severity (default all 10,000).
+
+    Returns
+    -------
+    CorruptedSet with images of shape (K, S, n, 3, 32, 32)
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the missing files and where to get them.
+    """
+    root = Path(data_dir)
+    if (root / "CIFAR-10-C").is_dir():
+        root = root / "CIFAR-10-C"
+    names = CORRUPTIONS if corruptions is None else tuple(corruptions)
+    for name in names:
+        check_choice("corruption", name, CIFAR10C_FILES)
+    severities = tuple(int(check_choice("severity", s, SEVERITIES)) for s in severities)
+    needed = [f"{n}.npy" for n in names] + ["labels.npy"]
+    missing = [f for f in needed if not (root / f).is_file()]
+    if missing:
+        raise FileNotFoundError(
+            f"CIFAR-10-C files not found under {root} (missing: {', '.join(missing)}); download "
+            "https://zenodo.org/record/2535967/files/CIFAR-10-C.tar and extract it into --data-dir")
+    labels_all = np.load(root / "labels.npy", mmap_mode="r")
+    per_sev = labels_all.shape[0] // 5
+    n = per_sev if n_per_severity is None else int(check_range("n_per_severity", n_per_severity, 1, per_sev))
+    out = np.empty((len(names), len(severities), n, 3, 32, 32), dtype=np.uint8)
+    for k, name in enumerate(names):
+        data = np.load(root / f"{name}.npy", mmap_mode="r")
+        if data.shape[0] != labels_all.shape[0] or data.shape[1:] != (32, 32, 3):
+            raise ValueError(f"{root / (name + '.npy')} has shape {data.shape}; valid: "
+                             f"({labels_all.shape[0]}, 32, 32, 3)")
+        for s, severity in enumerate(severities):
+            start = (severity - 1) * per_sev
+            out[k, s] = np.moveaxis(np.asarray(data[start:start + n]), -1, 1)
+    return CorruptedSet(names, severities, out, np.asarray(labels_all[:n]).astype(np.int64))

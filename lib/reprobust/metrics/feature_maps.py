@@ -1,0 +1,517 @@
+"""Feature-map size and robustness (Xu, Zhang, Wang & Yang, "Understanding Adversarial Robustness from
+Feature Maps of Convolutional Layers", arXiv 2202.12435 / IEEE TNNLS 2024).
+
+Two families of tools:
+
+*Synthetic theory check.* One random convolution → ReLU → global pooling "unit". The paper's argument
+(reconstructed in the spec, not quoted): if the per-position output changes ``Δz_ij`` are zero-mean,
+bounded by ``B = ε‖w‖₁`` and independent, Hoeffding gives for global **average** pooling
+
+    P(|ΔGAP| ≥ γ) ≤ 2 exp(−HW γ² / (2B²))   ⇒   γ ∝ (HW)^(−1/2),
+
+so the pooled change shrinks with slope −½ against the map area on log–log axes, while for global
+**max** pooling a union bound gives γ ≈ B √(2 ln(2HW/p)), which grows slowly. The functions below grow
+the pre-pool map in three ways (conv stride, input size with independent noise, nearest upsampling
+with the perturbation applied *before* upsampling as the authors' code does) under three perturbations
+(random sign·ε, Gaussian, and the worst case for a linear readout), so the notebook can show where the
+assumptions hold and where they fail.
+
+*Trained-network measurements.* Pre-pool map size, receptive field of the conv stack, the relative
+perturbation of the pooled features, consistency accuracy ``P[f(x+δ) = f(x)]`` and a cost profiler
+(FLOPs, memory, wall time per forward pass).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..validation import check_choice, check_range
+
+GROWTHS = ("stride", "input_size", "upsample")
+PERTURBATIONS = ("sign", "gaussian", "worst_case")
+POOLINGS = ("avg", "max")
+
+
+# --------------------------------------------------------------------------------------------------
+# Synthetic theory check
+# --------------------------------------------------------------------------------------------------
+
+def random_conv_weight(channels: int = 16, in_channels: int = 1, kernel_size: int = 3, seed: int = 0) -> torch.Tensor:
+    """He-scaled Gaussian filters of a random convolution.
+
+    Returns
+    -------
+    Tensor (channels, in_channels, kernel_size, kernel_size)
+
+    Example
+    -------
+    >>> random_conv_weight(4, seed=0).shape
+    torch.Size([4, 1, 3, 3])
+    """
+    check_range("channels", channels, low=1)
+    check_range("kernel_size", kernel_size, low=1)
+    gen = torch.Generator().manual_seed(seed)
+    fan_in = in_channels * kernel_size**2
+    return torch.randn(channels, in_channels, kernel_size, kernel_size, generator=gen) * math.sqrt(2.0 / fan_in)
+
+
+def conv_relu_pool(x: torch.Tensor, weight: torch.Tensor, *, pooling: str = "avg", stride: int = 1,
+                   upsample: int = 1) -> torch.Tensor:
+    """The synthetic unit: [nearest upsampling] → conv (padding k//2) → ReLU → global pooling.
+
+    Parameters
+    ----------
+    x : Tensor (N, C_in, H, W)
+    weight : Tensor (C, C_in, k, k)
+    pooling : {'avg', 'max'}
+    stride : int ≥ 1, convolution stride
+    upsample : int ≥ 1, nearest-neighbour factor applied to ``x`` first
+
+    Returns
+    -------
+    Tensor (N, C), the pooled feature vector.
+    """
+    check_choice("pooling", pooling, POOLINGS)
+    if upsample > 1:
+        x = F.interpolate(x, scale_factor=upsample, mode="nearest")
+    z = F.relu(F.conv2d(x, weight, stride=stride, padding=weight.shape[-1] // 2))
+    return z.mean(dim=(2, 3)) if pooling == "avg" else z.amax(dim=(2, 3))
+
+
+def _growth_setting(growth: str, side: int, sides) -> dict:
+    """Input side, conv stride and upsampling factor giving a ``side × side`` pre-pool map."""
+    largest, smallest = max(sides), min(sides)
+    if growth == "stride":
+        if largest % side:
+            raise ValueError(f"map side {side} does not divide the largest side {largest} (needed for growth='stride')")
+        return dict(input_side=largest, stride=largest // side, upsample=1)
+    if growth == "input_size":
+        return dict(input_side=side, stride=1, upsample=1)
+    if side % smallest:
+        raise ValueError(f"map side {side} is not a multiple of the smallest side {smallest} (needed for growth='upsample')")
+    return dict(input_side=smallest, stride=1, upsample=side // smallest)
+
+
+def synthetic_sensitivity(*, growths=GROWTHS, perturbations=PERTURBATIONS, poolings=POOLINGS,
+                          map_sides=(8, 16, 32, 64), epsilon: float = 8 / 255, trials: int = 200,
+                          channels: int = 16, kernel_size: int = 3, seed: int = 0):
+    """Pooled-output change of a random conv → ReLU → global-pool unit versus pre-pool map size.
+
+    For every growth mode and map side, ``trials`` random images ``x ~ U[0,1]`` and perturbations ``δ``
+    are drawn, and ``‖pool(x+δ) − pool(x)‖₂`` (over the ``channels`` pooled outputs) is recorded.
+
+    Growth modes (how the ``s × s`` pre-pool map is obtained):
+
+    - ``'stride'``: input of the largest side, conv stride ``largest / s``;
+    - ``'input_size'``: an ``s × s`` input with independent perturbation entries, stride 1;
+    - ``'upsample'``: an input of the smallest side, ``δ`` drawn at that resolution, then ``x + δ``
+      nearest-upsampled by ``s / smallest`` (the authors' code), so ``δ``'s entries are replicated.
+
+    Perturbations: ``'sign'`` (``ε·sign`` with random signs), ``'gaussian'`` (i.i.d. ``N(0, ε²)``),
+    ``'worst_case'`` (``ε·sign ∇ₓ ⟨r, pool(x)⟩`` for a fixed random readout ``r``, the first-order
+    worst case of a linear readout; computed separately for each pooling head).
+
+    Parameters
+    ----------
+    growths, perturbations, poolings : iterables of names (see :data:`GROWTHS`, :data:`PERTURBATIONS`,
+        :data:`POOLINGS`)
+    map_sides : sequence of int
+        Pre-pool map sides; for ``'stride'`` each must divide the largest, for ``'upsample'`` each
+        must be a multiple of the smallest.
+    epsilon : float > 0, default 8/255
+    trials : int ≥ 2, default 200
+    channels, kernel_size : int, the random convolution (one input channel)
+    seed : int, seeds the filters, the readout and every draw
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (growth, perturbation, pooling, map side) with columns ``growth, perturbation,
+        pooling, input_side, stride, upsample, map_side, map_area, mean_change, p95_change``
+        (``p95_change`` is the empirical γ at p = 0.05).
+
+    Example
+    -------
+    >>> df = synthetic_sensitivity(growths=["input_size"], perturbations=["sign"], trials=50)
+    >>> sorted(df.columns)[:3]
+    ['growth', 'input_side', 'map_area']
+    """
+    import pandas as pd
+
+    growths = [check_choice("growth", g, GROWTHS) for g in growths]
+    perturbations = [check_choice("perturbation", p, PERTURBATIONS) for p in perturbations]
+    poolings = [check_choice("pooling", p, POOLINGS) for p in poolings]
+    check_range("epsilon", epsilon, low=0, low_inclusive=False)
+    check_range("trials", trials, low=2)
+    sides = sorted(int(s) for s in map_sides)
+    if not sides or sides[0] < 1:
+        raise ValueError(f"map_sides={tuple(map_sides)!r} must be positive integers")
+    weight = random_conv_weight(channels, 1, kernel_size, seed=seed)
+    readout = torch.randn(channels, generator=torch.Generator().manual_seed(seed + 1)) / math.sqrt(channels)
+
+    rows = []
+    for gi, growth in enumerate(growths):
+        for side in sides:
+            st = _growth_setting(growth, side, sides)
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + gi * 10_007 + side)
+            n = st["input_side"]
+            x = torch.rand(trials, 1, n, n, generator=gen)
+            random_deltas = {
+                "sign": epsilon * (2 * torch.randint(0, 2, x.shape, generator=gen) - 1).to(x.dtype),
+                "gaussian": epsilon * torch.randn(x.shape, generator=gen),
+            }
+            unit = dict(stride=st["stride"], upsample=st["upsample"])
+            for pooling in poolings:
+                clean = conv_relu_pool(x, weight, pooling=pooling, **unit)
+                for pert in perturbations:
+                    if pert == "worst_case":
+                        xg = x.clone().requires_grad_(True)
+                        (g,) = torch.autograd.grad((conv_relu_pool(xg, weight, pooling=pooling, **unit) @ readout).sum(), xg)
+                        delta = epsilon * g.sign()
+                    else:
+                        delta = random_deltas[pert]
+                    with torch.no_grad():
+                        change = (conv_relu_pool(x + delta, weight, pooling=pooling, **unit) - clean).norm(dim=1)
+                    rows.append(dict(growth=growth, perturbation=pert, pooling=pooling, **st,
+                                     map_side=side, map_area=side * side,
+                                     mean_change=float(change.mean()),
+                                     p95_change=float(torch.quantile(change.detach(), 0.95))))
+    return pd.DataFrame(rows)
+
+
+def fit_loglog_slope(map_area, values) -> float:
+    """Least-squares slope of ``log(values)`` on ``log(map_area)``.
+
+    Parameters
+    ----------
+    map_area, values : array-like (n,), n ≥ 2, positive
+
+    Returns
+    -------
+    float, the exponent ``a`` in ``values ∝ map_area^a`` (−½ is the average-pooling bound).
+
+    Example
+    -------
+    >>> round(fit_loglog_slope([1, 4, 16], [1.0, 0.5, 0.25]), 3)
+    -0.5
+    """
+    a = np.asarray(map_area, dtype=float)
+    v = np.asarray(values, dtype=float)
+    if a.shape != v.shape or a.size < 2:
+        raise ValueError(f"map_area and values need the same length >= 2, got {a.shape} and {v.shape}")
+    if (a <= 0).any() or (v <= 0).any():
+        raise ValueError("map_area and values must be positive for a log-log fit")
+    return float(np.polyfit(np.log(a), np.log(v), 1)[0])
+
+
+def synthetic_slopes(df, value: str = "mean_change"):
+    """Fitted log–log slope per (growth, perturbation, pooling) of a :func:`synthetic_sensitivity` table.
+
+    Returns
+    -------
+    pandas.DataFrame with columns ``growth, perturbation, pooling, slope``.
+    """
+    import pandas as pd
+
+    check_choice("value", value, ("mean_change", "p95_change"))
+    rows = [dict(growth=g, perturbation=p, pooling=q, slope=fit_loglog_slope(d["map_area"], d[value]))
+            for (g, p, q), d in df.groupby(["growth", "perturbation", "pooling"], sort=False)]
+    return pd.DataFrame(rows)
+
+
+def bound_shape(map_area, pooling: str, anchor: float, p: float = 0.05) -> np.ndarray:
+    """The reconstructed bound's dependence on the map area, scaled to ``anchor`` at the smallest area.
+
+    Average pooling: ``γ ∝ (HW)^(−1/2)``; max pooling: ``γ ∝ √(ln(2HW/p))``.
+
+    Returns
+    -------
+    ndarray (n,), for overlaying on the log–log plot (the constants are not reproduced).
+    """
+    check_choice("pooling", pooling, POOLINGS)
+    a = np.asarray(map_area, dtype=float)
+    a0 = a.min()
+    if pooling == "avg":
+        return anchor * (a / a0) ** -0.5
+    return anchor * np.sqrt(np.log(2 * a / p) / np.log(2 * a0 / p))
+
+
+# --------------------------------------------------------------------------------------------------
+# Trained networks: map size, receptive field, pooled-feature perturbation, consistency, cost
+# --------------------------------------------------------------------------------------------------
+
+_GLOBAL_POOL_TYPES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def find_global_pool(model: nn.Module) -> nn.Module:
+    """The module whose input is the pre-pool feature map.
+
+    ``model.pool`` when present (the registry's CNN), else the last ``AdaptiveAvg/MaxPool2d`` or module
+    named like a global pool. Raises ``ValueError`` when none exists (e.g. a dense head).
+    """
+    pool = getattr(model, "pool", None)
+    if isinstance(pool, nn.Module) and not isinstance(pool, nn.Flatten):
+        return pool
+    found = [m for m in model.modules() if isinstance(m, _GLOBAL_POOL_TYPES) or type(m).__name__ == "GlobalPool"]
+    if not found:
+        raise ValueError(f"model {type(model).__name__} has no global pooling layer; valid heads: avg, max")
+    return found[-1]
+
+
+def _dummy(model, input_shape, batch=1):
+    p = next(model.parameters(), None)
+    device = p.device if p is not None else torch.device("cpu")
+    return torch.zeros(batch, *input_shape, device=device)
+
+
+@torch.no_grad()
+def prepool_map_size(model: nn.Module, input_shape) -> tuple:
+    """Spatial size ``(H, W)`` of the feature map entering the global pooling, measured by a forward pass.
+
+    Parameters
+    ----------
+    model : nn.Module with a global pooling layer (see :func:`find_global_pool`)
+    input_shape : tuple (C, H, W) of the images the model takes (before any in-model upsampling)
+
+    Example
+    -------
+    >>> net = build_model("cnn", input_shape=(1, 8, 8), num_classes=10, strides="122", upsample=2)
+    >>> prepool_map_size(net, (1, 8, 8))
+    (4, 4)
+    """
+    pool = find_global_pool(model)
+    seen = []
+    h = pool.register_forward_pre_hook(lambda m, inp: seen.append(tuple(inp[0].shape[-2:])))
+    was = model.training
+    try:
+        model.eval()
+        model(_dummy(model, input_shape))
+    finally:
+        h.remove()
+        model.train(was)
+    return seen[-1]
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+@torch.no_grad()
+def receptive_field(model: nn.Module, input_shape) -> dict:
+    """Theoretical receptive field of the last conv-stack unit, in pixels of the *original* input.
+
+    The spatial layers (``Conv2d``, ``MaxPool2d``, ``AvgPool2d``) are recorded in execution order by
+    forward hooks; a change of spatial size between consecutive layers that they do not explain
+    (in-model upsampling) rescales the jump. Standard recursion, with ``j`` the distance between
+    adjacent units measured in original-input pixels: ``r ← r + (k − 1)·d·j``, ``j ← j·s``.
+
+    Valid for plain conv stacks (no parallel branches). For a nearest ×u upsampled input, a window
+    of ``R`` upsampled pixels is reported as ``1 + (R − 1)/u`` original pixels.
+
+    Parameters
+    ----------
+    model : nn.Module
+    input_shape : tuple (C, H, W)
+
+    Returns
+    -------
+    dict with ``rf`` (float, side of the receptive field in input pixels), ``jump`` (float, input
+    pixels between adjacent pre-pool units), ``covers`` (bool, ``rf ≥ max(H, W)``: a single pre-pool
+    unit sees the whole image) and ``layers`` (int, spatial layers found).
+
+    Example
+    -------
+    >>> receptive_field(build_model("cnn", input_shape=(1, 8, 8), num_classes=10, strides="122"), (1, 8, 8))["rf"]
+    9.0
+    """
+    records = []
+
+    def hook(module, inp, out):
+        records.append((module, inp[0].shape[-1], out.shape[-1]))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d))]
+    was = model.training
+    try:
+        model.eval()
+        model(_dummy(model, input_shape))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was)
+    rf, jump, prev = 1.0, 1.0, input_shape[-1]
+    for module, w_in, w_out in records:
+        if w_in != prev:  # resampled between layers (in-model upsampling): units get closer together
+            jump *= prev / w_in
+        k = _pair(module.kernel_size)[-1]
+        s = _pair(module.stride if module.stride is not None else module.kernel_size)[-1]
+        d = _pair(getattr(module, "dilation", 1))[-1]
+        rf += (k - 1) * d * jump
+        jump *= s
+        prev = w_out
+    return dict(rf=float(rf), jump=float(jump), covers=bool(rf >= max(input_shape[-2:])), layers=len(records))
+
+
+@torch.no_grad()
+def pooled_features(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Output of the global pooling layer (the features the classifier reads), eval mode, batched.
+
+    Returns
+    -------
+    Tensor (N, D)
+    """
+    pool = find_global_pool(model)
+    out = []
+    h = pool.register_forward_hook(lambda m, inp, o: out.append(o.detach().flatten(1).clone()))
+    was = model.training
+    try:
+        model.eval()
+        for xb in torch.split(x, batch_size):
+            model(xb)
+    finally:
+        h.remove()
+        model.train(was)
+    return torch.cat(out)
+
+
+def relative_feature_perturbation(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor,
+                                  batch_size: int = 512) -> torch.Tensor:
+    """``‖pool(φ(x_adv)) − pool(φ(x))‖₂ / ‖pool(φ(x))‖₂`` per image, at the global pooling output.
+
+    Parameters
+    ----------
+    model : nn.Module with a global pooling layer
+    x, x_adv : Tensor (N, C, H, W)
+
+    Returns
+    -------
+    Tensor (N,)
+    """
+    if x.shape != x_adv.shape:
+        raise ValueError(f"x and x_adv shapes differ: {tuple(x.shape)} vs {tuple(x_adv.shape)}")
+    f0 = pooled_features(model, x, batch_size)
+    f1 = pooled_features(model, x_adv, batch_size)
+    return (f1 - f0).norm(dim=1) / f0.norm(dim=1).clamp_min(1e-12)
+
+
+def consistency_accuracy(pred_clean, pred_adv) -> float:
+    """``P[f(x+δ) = f(x)]``: the fraction of predictions an attack leaves unchanged (Xu et al.'s
+    anti-perturbation ability; robust accuracy is its intersection with natural accuracy).
+
+    Parameters
+    ----------
+    pred_clean, pred_adv : array-like (N,) of class indices
+
+    Example
+    -------
+    >>> consistency_accuracy([0, 1, 2, 3], [0, 1, 0, 3])
+    0.75
+    """
+    a = torch.as_tensor(pred_clean)
+    b = torch.as_tensor(pred_adv)
+    if a.shape != b.shape or a.numel() == 0:
+        raise ValueError(f"pred_clean and pred_adv need the same non-empty shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    return float((a == b).double().mean())
+
+
+def forward_cost(model: nn.Module, input_shape, *, batch_size: int = 64, repeats: int = 5, device=None) -> dict:
+    """FLOPs, memory and wall time of a forward pass.
+
+    - ``flops_per_image``: counted by ``torch.utils.flop_counter.FlopCounterMode`` (a multiply-add
+      counts as 2 FLOPs) for one image;
+    - ``train_memory_bytes``: parameters, their gradients, the input and every tensor autograd saves
+      for the backward pass of a training-mode batch (the activation memory that grows with the map);
+    - ``peak_memory_bytes``: on CUDA the allocator's peak over forward + backward; on CPU it equals
+      ``train_memory_bytes`` (the CPU allocator keeps no peak statistic);
+    - ``forward_seconds``: median wall time of an eval-mode, no-grad forward of ``batch_size`` images
+      over ``repeats`` runs after one warm-up (on CUDA, synchronised).
+
+    Parameters
+    ----------
+    model : nn.Module
+    input_shape : tuple (C, H, W)
+    batch_size : int ≥ 1
+    repeats : int ≥ 1
+    device : torch.device, optional, default the model's
+
+    Returns
+    -------
+    dict with the keys above plus ``params``, ``batch_size`` and ``forward_ms_per_image``.
+
+    Example
+    -------
+    >>> forward_cost(net, (1, 8, 8), batch_size=32)["flops_per_image"]
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    check_range("batch_size", batch_size, low=1)
+    check_range("repeats", repeats, low=1)
+    p = next(model.parameters())
+    device = p.device if device is None else torch.device(device)
+    was = model.training
+    n_params = sum(q.numel() for q in model.parameters())
+    param_bytes = sum(q.numel() * q.element_size() for q in model.parameters())
+    try:
+        model.eval()
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            model(torch.zeros(1, *input_shape, device=device))
+        flops = int(counter.get_total_flops())
+
+        # Saved-for-backward bytes, deduplicated by storage (views share memory). A copy is used so
+        # that the training-mode pass neither updates BatchNorm statistics nor leaves gradients.
+        train_copy = copy.deepcopy(model).train()
+        seen, saved = set(), [0]
+
+        def pack(t):
+            try:
+                key = (t.untyped_storage().data_ptr(), t.device)
+                if key not in seen:
+                    seen.add(key)
+                    saved[0] += t.untyped_storage().nbytes()
+            except (RuntimeError, NotImplementedError):
+                saved[0] += t.numel() * t.element_size()
+            return t
+
+        xb = torch.full((batch_size, *input_shape), 0.5, device=device)
+        param_ptrs = {q.untyped_storage().data_ptr() for q in train_copy.parameters()}
+        seen.update((ptr, device) for ptr in param_ptrs)  # parameters are counted once, below
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+            base = torch.cuda.memory_allocated(device)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = train_copy(xb)
+        out.sum().backward()
+        train_bytes = param_bytes * 2 + xb.numel() * xb.element_size() + saved[0]
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            peak = torch.cuda.max_memory_allocated(device) - base + param_bytes
+        else:
+            peak = train_bytes
+        del train_copy, out
+
+        model.eval()
+        times = []
+        with torch.no_grad():
+            for r in range(repeats + 1):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                t0 = time.perf_counter()
+                model(xb)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                if r:  # first run is a warm-up
+                    times.append(time.perf_counter() - t0)
+    finally:
+        model.train(was)
+    fwd = float(np.median(times))
+    return dict(params=n_params, flops_per_image=flops, train_memory_bytes=int(train_bytes),
+                peak_memory_bytes=int(peak), batch_size=batch_size, forward_seconds=fwd,
+                forward_ms_per_image=1000 * fwd / batch_size)

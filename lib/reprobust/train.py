@@ -1,0 +1,276 @@
+"""The one training loop of the project, and cached training by configuration.
+
+:func:`fit` covers every regime the notebooks need: standard training, adversarial training
+(PGD/FGSM examples replace the clean batch, Madry et al. 2018), label smoothing, Gaussian-noise
+augmentation, a custom loss (e.g. CapsNet's margin loss) and an extra-loss hook computed on
+captured activations (e.g. the class-selectivity regulariser).
+
+:func:`trained_model` is a pure function of a configuration dictionary that reads and writes the
+cache, so an expensive grid point can be computed anywhere and reused everywhere.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .attacks import fgsm, pgd
+from .cache import Cache
+from .data import leave_one_out, load_dataset, stratified_batches
+from .device import resolve_device
+from .features import ActivationRecorder
+from .models import build_model
+from .validation import check_choice, check_range
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "cosine", "step")
+
+#: Named losses ``fn(logits, y, label_smoothing) -> scalar``; "ce" is cross-entropy.
+LOSSES: dict = {}
+#: Named regularisers: ``factory(model, **params) -> (layers, fn(activations, y, logits) -> scalar)``,
+#: the scalar is *added* to the loss.
+REGULARIZERS: dict = {}
+
+
+def register_loss(name):
+    def wrap(fn):
+        LOSSES[name] = fn
+        return fn
+    return wrap
+
+
+def register_regularizer(name):
+    def wrap(factory):
+        REGULARIZERS[name] = factory
+        return factory
+    return wrap
+
+
+@register_loss("ce")
+def cross_entropy(logits, y, label_smoothing: float = 0.0):
+    return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+
+
+def _lr_at(schedule, lr, epoch, epochs):
+    if schedule == "constant":
+        return lr
+    if schedule == "cosine":
+        return 0.5 * lr * (1 + math.cos(math.pi * epoch / epochs))
+    return lr * (0.1 ** (epoch // max(1, epochs // 3)))  # "step": ÷10 at 1/3 and 2/3
+
+
+def _adversarial_batch(model, xb, yb, adv, seed):
+    kind = adv.get("attack", "pgd")
+    check_choice("adversarial attack", kind, ("pgd", "fgsm"))
+    if kind == "fgsm":
+        return fgsm(model, xb, yb, eps=adv["eps"], norm=adv.get("norm", "linf")).x_adv
+    return pgd(model, xb, yb, eps=adv["eps"], norm=adv.get("norm", "linf"), steps=adv.get("steps", 7),
+               step_size=adv.get("step_size"), random_start=True, seed=seed).x_adv
+
+
+def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.05, optimizer: str = "sgd",
+        momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0,
+        device=None, adversarial: dict | None = None, label_smoothing: float = 0.0, noise_std: float = 0.0,
+        loss: str = "ce", regularizer: dict | None = None, stratified: bool = False,
+        on_epoch_end=None, progress: bool = False) -> dict:
+    """Train ``model`` in place on ``(x, y)``.
+
+    Parameters
+    ----------
+    model : nn.Module
+    x : Tensor (N, C, H, W) in [0, 1]; y : LongTensor (N,)
+    epochs, batch_size, lr, momentum, weight_decay : training hyper-parameters
+    optimizer : {'sgd', 'adam'}
+    schedule : {'constant', 'cosine', 'step'}, learning rate per epoch
+    seed : int, seeds batch order, noise and attack starts (deterministic on CPU)
+    adversarial : dict, optional
+        ``{"attack": "pgd"|"fgsm", "norm": "linf"|"l2", "eps": float, "steps": int, "step_size": float}``;
+        adversarial examples (crafted in eval mode) replace the clean batch.
+    label_smoothing : float in [0, 1)
+    noise_std : float ≥ 0, Gaussian-noise augmentation (clipped to [0, 1])
+    loss : str, a key of :data:`LOSSES`
+    regularizer : dict, optional, ``{"name": key of REGULARIZERS, **params}``
+    stratified : bool, every class in every batch (:func:`reprobust.data.stratified_batches`)
+    on_epoch_end : callable(epoch, model, history), optional, e.g. to snapshot checkpoints
+
+    Returns
+    -------
+    history : dict with lists ``loss`` and ``train_accuracy`` (one entry per epoch)
+    """
+    check_range("epochs", epochs, low=0)
+    check_range("batch_size", batch_size, low=1)
+    check_range("lr", lr, low=0, low_inclusive=False)
+    check_range("label_smoothing", label_smoothing, low=0, high=1, high_inclusive=False)
+    check_range("noise_std", noise_std, low=0)
+    check_choice("optimizer", optimizer, OPTIMIZERS)
+    check_choice("schedule", schedule, SCHEDULES)
+    check_choice("loss", loss, LOSSES)
+    dev = resolve_device(device)
+    model.to(dev)
+    x, y = x.to(dev), y.to(dev)
+    gen = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+    else:
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    loss_fn = LOSSES[loss]
+    reg_layers, reg_fn = [], None
+    if regularizer:
+        reg = dict(regularizer)
+        name = check_choice("regularizer", reg.pop("name", None), REGULARIZERS)
+        reg_layers, reg_fn = REGULARIZERS[name](model, **reg)
+    history = {"loss": [], "train_accuracy": []}
+    step = 0
+    for epoch in tqdm(range(epochs), desc="train", disable=not progress, mininterval=2, leave=False):
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(schedule, lr, epoch, epochs)
+        if stratified:
+            batches = stratified_batches(y.cpu(), batch_size, gen)
+        else:
+            batches = torch.split(torch.randperm(len(y), generator=gen), batch_size)
+        total, correct, seen = 0.0, 0, 0
+        model.train()
+        for idx in batches:
+            idx = idx.to(dev)
+            xb, yb = x[idx], y[idx]
+            if noise_std > 0:
+                noise = torch.randn(xb.shape, generator=gen).to(dev)
+                xb = (xb + noise_std * noise).clamp(0, 1)
+            if adversarial:
+                xb = _adversarial_batch(model, xb, yb, adversarial, seed=seed * 100003 + step)
+                model.train()
+            if reg_fn is not None:
+                with ActivationRecorder(model, reg_layers, detach=False) as rec:
+                    logits = model(xb)
+                batch_loss = loss_fn(logits, yb, label_smoothing) + reg_fn(rec.activations, yb, logits)
+            else:
+                logits = model(xb)
+                batch_loss = loss_fn(logits, yb, label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            batch_loss.backward()
+            opt.step()
+            step += 1
+            total += float(batch_loss.detach()) * len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(idx)
+        history["loss"].append(total / max(seen, 1))
+        history["train_accuracy"].append(correct / max(seen, 1))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, model, history)
+    model.eval()
+    return history
+
+
+@torch.no_grad()
+def predict(model, x, *, batch_size: int = 1024, device=None) -> torch.Tensor:
+    """Logits of ``model`` on ``x`` (eval mode, batched), returned on CPU: ``(N, num_classes)``."""
+    dev = device or next(model.parameters()).device
+    was = model.training
+    model.eval()
+    out = torch.cat([model(xb.to(dev)).cpu() for xb in torch.split(x, batch_size)])
+    model.train(was)
+    return out
+
+
+def accuracy(model, x, y, **kw) -> float:
+    """Fraction of ``x`` classified as ``y``."""
+    return float((predict(model, x, **kw).argmax(1) == y.cpu()).float().mean())
+
+
+def spec_dataset(spec: dict):
+    """The training/test data a spec describes (leave-one-out applied to both splits)."""
+    data = dict(spec["data"])
+    excluded = data.pop("exclude_class", None)
+    ds = load_dataset(**data)
+    return ds, excluded
+
+
+def build_from_spec(spec: dict, ds=None):
+    """Build the (untrained) model of a spec, seeded by ``spec['seed']``."""
+    if ds is None:
+        ds, excluded = spec_dataset(spec)
+    else:
+        excluded = spec["data"].get("exclude_class")
+    torch.manual_seed(spec.get("seed", 0))
+    opts = dict(spec["model"])
+    name = opts.pop("name")
+    num_classes = ds.num_classes - (excluded is not None)
+    return build_model(name, input_shape=ds.input_shape, num_classes=num_classes, mean=ds.mean, std=ds.std, **opts)
+
+
+def trained_model(spec: dict, *, cache: Cache | None = None, device=None, checkpoints: bool = False,
+                  progress: bool = False):
+    """Train (or load from the cache) the model a configuration describes.
+
+    Parameters
+    ----------
+    spec : dict
+        ``{"data": {load_dataset kwargs, "exclude_class": int | None},
+        "model": {"name": str, **options}, "train": {fit kwargs}, "seed": int}``.
+        Everything that changes the result must be in the spec: it is the cache key.
+    cache : Cache, optional (default: the default cache folder)
+    device : str or torch.device, optional
+    checkpoints : bool, default False
+        Also return the state dict after every epoch (cached with the model).
+
+    Returns
+    -------
+    model : nn.Module in eval mode on ``device`` (with ``model.history`` set)
+    states : list of state dicts, only when ``checkpoints=True``
+
+    Example
+    -------
+    >>> spec = {"data": {"name": "digits"}, "model": {"name": "mlp"},
+    ...         "train": {"epochs": 5}, "seed": 0}
+    >>> net = trained_model(spec)
+    """
+    for key in ("data", "model", "train"):
+        if key not in spec:
+            raise ValueError(f"model spec is missing {key!r}; a spec needs keys: data, model, train, seed")
+    cache = cache or Cache()
+    dev = resolve_device(device)
+    ds, excluded = spec_dataset(spec)
+
+    def compute():
+        model = build_from_spec(spec, ds)
+        x, y = ds.x_train, ds.y_train
+        if excluded is not None:
+            x, y = leave_one_out(x, y, excluded)
+        states = []
+        hook = None
+        if checkpoints:
+            def hook(epoch, m, hist):
+                states.append({k: v.detach().cpu().clone() for k, v in m.state_dict().items()})
+        hist = fit(model, x, y, seed=spec.get("seed", 0), device=dev, on_epoch_end=hook, progress=progress,
+                   **spec["train"])
+        out = {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": hist}
+        if checkpoints:
+            out["checkpoints"] = states
+        return out
+
+    kind = "checkpoints" if checkpoints else "model"
+    entry = cache.get_or_compute(kind, spec, compute)
+    model = build_from_spec(spec, ds)
+    model.load_state_dict(entry["state_dict"])
+    model.to(dev).eval()
+    model.history = entry["history"]
+    if checkpoints:
+        return model, entry["checkpoints"]
+    return model
+
+
+def load_state(spec: dict, state_dict: dict, *, device=None):
+    """A fresh model of ``spec`` holding ``state_dict`` (e.g. one of the checkpoints), in eval mode."""
+    model = build_from_spec(spec)
+    model.load_state_dict(state_dict)
+    return model.to(resolve_device(device)).eval()
+
+
+def clone_model(model):
+    """A deep copy in eval mode (e.g. to attach test-time defences without touching the original)."""
+    return copy.deepcopy(model).eval()
