@@ -116,6 +116,14 @@ def _cifar10_class():
             base = Path(self.root) / self.base_folder
             return all((base / f).exists() for f, _ in self.train_list + self.test_list)
 
+        def _load_meta(self) -> None:
+            import pickle
+
+            path = Path(self.root) / self.base_folder / self.meta["filename"]
+            with open(path, "rb") as f:  # the CIFAR-10 format is a pickle (a data file, not a checkpoint)
+                self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+
     return CIFAR10Files
 
 

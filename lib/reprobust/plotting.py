@@ -72,6 +72,8 @@ def markdown_table(df: pd.DataFrame, float_format: str = "{:.3g}") -> str:
     """A GitHub-flavoured Markdown table (no extra dependency)."""
 
     def cell(v):
+        if v is None:
+            return ""
         if isinstance(v, (float, np.floating)):
             return "" if np.isnan(v) else float_format.format(v)
         return str(v).replace("|", "\\|").replace("\n", " ")

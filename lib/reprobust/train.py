@@ -55,6 +55,17 @@ def cross_entropy(logits, y, label_smoothing: float = 0.0):
     return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
 
 
+@register_loss("margin")
+def capsule_margin(logits, y, label_smoothing: float = 0.0):
+    """CapsNet margin loss (Sabour et al. 2017 eq. 4) on ``logits = log ‖v_c‖``; smoothed targets if asked."""
+    from .models.capsnet import margin_loss  # lazy: models must not import train
+
+    if label_smoothing > 0:
+        n = logits.shape[1]
+        y = F.one_hot(y, n).to(logits.dtype) * (1 - label_smoothing) + label_smoothing / n
+    return margin_loss(logits, y)
+
+
 def _lr_at(schedule, lr, epoch, epochs):
     if schedule == "constant":
         return lr

@@ -130,10 +130,11 @@ class _Problem:
         return out.view(n_act, pop, self.c, self.h, self.w)
 
     def norms(self, x_adv, idx):
-        delta = (x_adv - self.x[idx]).flatten(2) if self.attack == "pixel" else (x_adv - self.x[idx]).flatten(1)
+        delta = (x_adv - self.x[idx]).abs()
         if self.attack == "threshold":
-            return delta.abs().amax(dim=1)
-        return (delta.abs().amax(dim=1) > 1e-8).sum(dim=1).to(x_adv.dtype)  # changed pixel positions
+            return delta.flatten(1).amax(dim=1)
+        # L0 over pixel positions: a pixel counts once however many of its channels changed.
+        return (delta.flatten(2).amax(dim=1) > 1e-8).sum(dim=1).to(x_adv.dtype)
 
 
 def _score(model, images, y, *, max_batch, batch_images):
@@ -226,7 +227,7 @@ def _cmaes(problem, model, y, tracker, idx, *, popsize, max_iter, sigma0, seed, 
                 "seed": int(seed) * 100003 + i + 1, "verbose": -9}
         strategies[i] = cma.CMAEvolutionStrategy(start, sigma0, opts)
     for _ in range(max_iter):
-        live = [i for i in strategies if not bool(tracker.success[i])]
+        live = [i for i in strategies if not bool(tracker.success[i]) and not strategies[i].stop()]
         if not live:
             break
         asked = {i: strategies[i].ask() for i in live}

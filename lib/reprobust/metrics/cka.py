@@ -534,8 +534,8 @@ def execution_order_layers(model, x, module_types=HOOKED_TYPES) -> list[str]:
     """Names of the modules a forward pass runs, in execution order (the authors' "all" layer set).
 
     Every module of ``module_types`` (default: Conv2d, BatchNorm2d, ReLU, AvgPool2d, AdaptiveAvgPool2d and
-    Linear, as in Cianfarani et al.'s ``--model0_layers all``) and every entry of ``model.layer_names`` is
-    listed in the order it is *called*, not defined (definition order mislabels heatmap rows when the two
+    Linear, as in Cianfarani et al.'s ``--model0_layers all``) and every leaf module named in
+    ``model.layer_names`` (e.g. a global-pooling module) is listed in the order it is *called*, not defined (definition order mislabels heatmap rows when the two
     differ). A module called k > 1 times appears as ``name``, ``name#1``, …, matching ``reprobust.features``.
     Containers are never listed.
 
@@ -571,7 +571,9 @@ def execution_order_layers(model, x, module_types=HOOKED_TYPES) -> list[str]:
     handles = [
         module.register_forward_hook(record(name))
         for name, module in model.named_modules()
-        if name and (isinstance(module, module_types) or name in named)
+        # A container listed in ``layer_names`` (a residual block) is left out: its output repeats the
+        # output of its last leaf, which is listed already.
+        if name and (isinstance(module, module_types) or (name in named and not any(module.children())))
     ]
     was_training = model.training
     model.eval()

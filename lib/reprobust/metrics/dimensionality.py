@@ -156,3 +156,48 @@ def layer_dimensionality(activations_by_layer: Mapping[str, object], threshold: 
         rows.append(dict(layer=name, n_components=n_components_for_variance(spectrum=eig, threshold=threshold),
                          participation_ratio=participation_ratio(spectrum=eig), n_features=feats.shape[1]))
     return rows
+
+
+def perturbation_dimensionality(clean: Mapping[str, object], perturbed: Mapping[str, object],
+                                threshold: float = 0.95, reduce: str = "flatten") -> list[dict]:
+    """Dimensionality of clean and perturbed representations and of the change between them.
+
+    Computes, per layer, (a) the dimensionality of the clean and of the perturbed activations
+    (their difference is the "Δdim" of the later paper versions) and (b) the dimensionality of the
+    perturbation-induced change ``perturbed − clean`` (Leavitt & Morcos' workshop version).
+
+    Parameters
+    ----------
+    clean, perturbed : mapping layer name -> activations of shape (N, ...)
+        Row ``i`` of ``perturbed`` must be the perturbed version of row ``i`` of ``clean``.
+    threshold : float
+    reduce : {"flatten", "channel_mean"}
+
+    Returns
+    -------
+    list of dict with keys ``layer``, ``n_clean``, ``n_perturbed``, ``n_delta``, ``pr_clean``,
+    ``pr_perturbed``, ``pr_delta`` (``n_*``: components for ``threshold`` of the variance,
+    ``pr_*``: participation ratio)
+
+    Example
+    -------
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.normal(size=(50, 1)) @ np.ones((1, 6))          # rank 1
+    >>> rows = perturbation_dimensionality({"l": a}, {"l": a + rng.normal(size=(50, 6))})
+    >>> rows[0]["n_clean"] < rows[0]["n_delta"]
+    True
+    """
+    check_choice("reduce", reduce, REDUCTIONS)
+    rows = []
+    for name, acts in clean.items():
+        if name not in perturbed:
+            raise ValueError(f"perturbed activations lack layer {name!r}; valid choices: {sorted(perturbed)}")
+        c, p = _features(acts, reduce), _features(perturbed[name], reduce)
+        if c.shape != p.shape:
+            raise ValueError(f"layer {name!r}: perturbed shape {tuple(p.shape)} != clean shape {tuple(c.shape)}")
+        spectra = covariance_spectrum(torch.stack([c, p, p - c]).double())  # one batched decomposition
+        ks = n_components_for_variance(spectrum=spectra, threshold=threshold)
+        prs = participation_ratio(spectrum=spectra)
+        rows.append(dict(layer=name, n_clean=int(ks[0]), n_perturbed=int(ks[1]), n_delta=int(ks[2]),
+                         pr_clean=float(prs[0]), pr_perturbed=float(prs[1]), pr_delta=float(prs[2])))
+    return rows

@@ -312,7 +312,8 @@ def receptive_field(model: nn.Module, input_shape) -> dict:
     (in-model upsampling) rescales the jump. Standard recursion, with ``j`` the distance between
     adjacent units measured in original-input pixels: ``r ← r + (k − 1)·d·j``, ``j ← j·s``.
 
-    Valid for plain conv stacks (no parallel branches). For a nearest ×u upsampled input, a window
+    Valid for plain conv stacks; in residual networks the main path is followed and 1×1 projection
+    shortcuts are skipped (they add no extent). For a nearest ×u upsampled input, a window
     of ``R`` upsampled pixels is reported as ``1 + (R − 1)/u`` original pixels.
 
     Parameters
@@ -347,16 +348,20 @@ def receptive_field(model: nn.Module, input_shape) -> dict:
             h.remove()
         model.train(was)
     rf, jump, prev = 1.0, 1.0, input_shape[-1]
+    used = 0
     for module, w_in, w_out in records:
+        k = _pair(module.kernel_size)[-1]
+        if w_in != prev and k == 1 and isinstance(module, nn.Conv2d):
+            continue  # a 1×1 projection shortcut reading an earlier tensor: not on the longest path
         if w_in != prev:  # resampled between layers (in-model upsampling): units get closer together
             jump *= prev / w_in
-        k = _pair(module.kernel_size)[-1]
+        used += 1
         s = _pair(module.stride if module.stride is not None else module.kernel_size)[-1]
         d = _pair(getattr(module, "dilation", 1))[-1]
         rf += (k - 1) * d * jump
         jump *= s
         prev = w_out
-    return dict(rf=float(rf), jump=float(jump), covers=bool(rf >= max(input_shape[-2:])), layers=len(records))
+    return dict(rf=float(rf), jump=float(jump), covers=bool(rf >= max(input_shape[-2:])), layers=used)
 
 
 @torch.no_grad()
@@ -515,3 +520,108 @@ def forward_cost(model: nn.Module, input_shape, *, batch_size: int = 64, repeats
     return dict(params=n_params, flops_per_image=flops, train_memory_bytes=int(train_bytes),
                 peak_memory_bytes=int(peak), batch_size=batch_size, forward_seconds=fwd,
                 forward_ms_per_image=1000 * fwd / batch_size)
+
+
+# --------------------------------------------------------------------------------------------------
+# One model's robustness profile (what the notebook caches per trained model)
+# --------------------------------------------------------------------------------------------------
+
+def autoattack_available() -> bool:
+    """Whether Croce & Hein's ``autoattack`` package (not on PyPI) can be imported."""
+    try:
+        import autoattack  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _autoattack_accuracy(model, x, y, eps, seed):
+    from autoattack import AutoAttack
+
+    torch.manual_seed(seed)
+    adversary = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=seed, verbose=False,
+                           device=str(next(model.parameters()).device))
+    x_adv = adversary.run_standard_evaluation(x, y, bs=len(x))
+    with torch.no_grad():
+        return float((model(x_adv).argmax(1) == y).float().mean())
+
+
+def robustness_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, eps_l2: float,
+                       sweep_eps=(), pgd_steps: int = 20, sweep_steps: int = 10, deepfool_steps: int = 50,
+                       deepfool_candidates: int | None = 4, use_autoattack: bool = True, seed: int = 0) -> dict:
+    """Natural, consistency and robust accuracies of one model, and its pooled-feature perturbation.
+
+    Robust accuracy is ``P[f(x) = y ∧ f(x_adv) = y]`` (an image misclassified from the start counts as
+    broken); consistency accuracy is ``P[f(x_adv) = f(x)]`` under the PGD-20 examples (Xu et al.'s
+    anti-perturbation ability), and the relative pooled-feature perturbation is measured on the same
+    examples.
+
+    Parameters
+    ----------
+    model : nn.Module with a global pooling head, in [0, 1] pixel space
+    x : Tensor (N, C, H, W); y : LongTensor (N,)
+    eps : float > 0, L∞ budget of FGSM, PGD (and AutoAttack)
+    eps_l2 : float > 0, L2 budget of DeepFool and L2 PGD
+    sweep_eps : sequence of float, extra L∞ budgets for the gradient-masking sweep (PGD, ``sweep_steps``)
+    pgd_steps : int, default 20 (PGD-20; step ``2.5·eps/steps``, random start)
+    deepfool_steps, deepfool_candidates : DeepFool settings (:func:`reprobust.attacks.deepfool.deepfool`)
+    use_autoattack : bool, run AutoAttack when the package is importable
+    seed : int, seeds the random starts
+
+    Returns
+    -------
+    dict of floats: ``natural, consistency, fgsm, pgd, deepfool, deepfool_median_l2, pgd_l2,
+    feature_perturbation, autoattack`` (NaN when not run) and ``sweep`` (list of robust accuracies,
+    one per ``sweep_eps``).
+
+    Example
+    -------
+    >>> m = robustness_metrics(net, x, y, eps=0.1, eps_l2=0.5, sweep_eps=[0.2, 0.4])
+    >>> m["pgd"] <= m["natural"]
+    True
+    """
+    from ..attacks import fgsm, pgd
+    from ..attacks.deepfool import deepfool
+
+    check_range("eps", eps, low=0, low_inclusive=False)
+    check_range("eps_l2", eps_l2, low=0, low_inclusive=False)
+    for e in sweep_eps:
+        check_range("sweep eps", e, low=0)
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            pred = model(x).argmax(1)
+        natural = float((pred == y).float().mean())
+        fg = fgsm(model, x, y, eps=eps)
+        pg = pgd(model, x, y, eps=eps, steps=pgd_steps, seed=seed)
+        with torch.no_grad():
+            pred_adv = model(pg.x_adv).argmax(1)
+        df = deepfool(model, x, y, steps=deepfool_steps, candidates=deepfool_candidates)
+        correct = pred == y
+        df_norms = df.norms[correct & df.success]
+        # Robust accuracy at eps_l2 judged after shrinking each DeepFool perturbation onto the ball
+        # (foolbox's convention for minimisation attacks), from the same run as the median norm.
+        delta = df.x_adv - x
+        shrink = (eps_l2 / delta.flatten(1).norm(dim=1).clamp_min(1e-12)).clamp(max=1.0)
+        with torch.no_grad():
+            x_df = (x + delta * shrink.view(-1, *([1] * (x.ndim - 1)))).clamp(0, 1)
+            df_acc = float((model(x_df).argmax(1) == y).float().mean())
+        pl2 = pgd(model, x, y, eps=eps_l2, norm="l2", steps=pgd_steps, seed=seed + 1)
+        sweep = [float(1 - pgd(model, x, y, eps=e, steps=sweep_steps, seed=seed + 2 + i).success.float().mean())
+                 if e > 0 else natural for i, e in enumerate(sweep_eps)]
+        aa = _autoattack_accuracy(model, x, y, eps, seed) if (use_autoattack and autoattack_available()) else float("nan")
+        return dict(
+            natural=natural,
+            consistency=consistency_accuracy(pred, pred_adv),
+            fgsm=float(1 - fg.success.float().mean()),
+            pgd=float(1 - pg.success.float().mean()),
+            deepfool=df_acc,
+            deepfool_median_l2=float(df_norms.median()) if len(df_norms) else float("nan"),
+            pgd_l2=float(1 - pl2.success.float().mean()),
+            feature_perturbation=float(relative_feature_perturbation(model, x, pg.x_adv).mean()),
+            autoattack=aa,
+            sweep=sweep,
+        )
+    finally:
+        model.train(was)

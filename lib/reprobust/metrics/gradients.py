@@ -61,7 +61,7 @@ def _layer_output(model: torch.nn.Module, x: torch.Tensor, layer: str) -> torch.
 
 def input_unit_gradient_norms(model: torch.nn.Module, x: torch.Tensor, layer: str,
                               units: Sequence[int] | None = None, norm=2, batch_size: int = 64,
-                              max_chunk_bytes: int = 256 * 2**20) -> np.ndarray:
+                              max_chunk_bytes: int = 256 * 2**20, max_units: int | None = None) -> np.ndarray:
     """``‖∂a_u/∂x‖`` for every sample and unit of one layer.
 
     Parameters
@@ -80,6 +80,8 @@ def input_unit_gradient_norms(model: torch.nn.Module, x: torch.Tensor, layer: st
     batch_size : int
     max_chunk_bytes : int
         Memory cap for the batched (units × samples × input) gradient tensor.
+    max_units : int, optional
+        Keep only the first ``max_units`` of the (selected) units, to bound the cost.
 
     Returns
     -------
@@ -93,6 +95,8 @@ def input_unit_gradient_norms(model: torch.nn.Module, x: torch.Tensor, layer: st
     """
     check_choice("norm", norm, NORMS)
     check_range("batch_size", batch_size, low=1)
+    if max_units is not None:
+        check_range("max_units", max_units, low=1)
     was_training = model.training
     model.eval()
     device = next(iter(model.parameters()), torch.empty(0)).device
@@ -104,6 +108,8 @@ def input_unit_gradient_norms(model: torch.nn.Module, x: torch.Tensor, layer: st
             acts = unit_activations(_layer_output(model, xb, layer))  # (B, U_all)
             if units is not None:
                 acts = acts[:, list(units)]
+            if max_units is not None:
+                acts = acts[:, :max_units]
             n_units = acts.shape[1]
             per_unit_bytes = xb.numel() * xb.element_size()
             chunk = max(1, min(n_units, max_chunk_bytes // max(per_unit_bytes, 1)))
@@ -187,3 +193,28 @@ def gradient_variability(norms: np.ndarray) -> dict:
         mean_norm=float(norms.mean()),
         zero_unit_fraction=float((norms.max(axis=0) <= 0).mean()),
     )
+
+
+def layer_gradient_variability(model: torch.nn.Module, x: torch.Tensor, layers: Sequence[str],
+                               max_units: int | None = None, norm=2, batch_size: int = 64) -> list[dict]:
+    """:func:`gradient_variability` of the input-unit gradients of several layers.
+
+    Parameters
+    ----------
+    model : nn.Module
+    x : Tensor of shape (N, C, H, W)
+    layers : sequence of str
+    max_units : int, optional
+        Use the first ``max_units`` units (channels) of each layer, to bound the cost.
+    norm : {1, 2, "inf"}
+    batch_size : int
+
+    Returns
+    -------
+    list of dict with keys ``layer``, ``n_units`` and those of :func:`gradient_variability`
+    """
+    rows = []
+    for layer in layers:
+        norms = input_unit_gradient_norms(model, x, layer, norm=norm, batch_size=batch_size, max_units=max_units)
+        rows.append(dict(layer=layer, n_units=norms.shape[1], **gradient_variability(norms)))
+    return rows

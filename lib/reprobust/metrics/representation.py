@@ -319,3 +319,41 @@ def raw_zero_shot_metrics(soft_labels, full_probs, *, dbi_variant: str = "unknow
     """
     return {"dbi": dbi_metric(soft_labels, variant=dbi_variant, space=dbi_space),
             "amalgam": amalgam_metric(soft_labels, full_probs, mode=am_mode, norm=am_norm, halve=am_halve)}
+
+
+def collect_soft_labels(full_model, loo_models, x, y, *, batch_size: int = 1024):
+    """Raw Zero-Shot soft labels of every leave-one-out model and the full model on the same images.
+
+    Parameters
+    ----------
+    full_model : nn.Module, trained on all N classes (outputs N logits)
+    loo_models : sequence of N nn.Module; entry k trained without class k (outputs N-1 logits)
+    x : Tensor (M, C, H, W) in [0, 1]; y : LongTensor (M,)
+        Images of all classes (for example the test split); class k's images are picked for model k.
+    batch_size : int
+
+    Returns
+    -------
+    soft_labels : list of N arrays, entry k of shape (n_k, N-1): softmax of ``loo_models[k]`` on class k
+    full_probs : list of N arrays, entry k of shape (n_k, N): softmax of ``full_model`` on the same images
+    """
+    import torch
+
+    def probs(model, images):
+        was = model.training
+        model.eval()
+        dev = next((p.device for p in model.parameters()), images.device)
+        with torch.no_grad():
+            out = torch.cat([torch.softmax(model(b.to(dev)).float(), dim=1).cpu()
+                             for b in torch.split(images, batch_size)])
+        model.train(was)
+        return out.double().numpy()
+
+    soft, full = [], []
+    for k, model in enumerate(loo_models):
+        images = x[y.cpu() == k]
+        if len(images) == 0:
+            raise ValueError(f"no images of excluded class {k} in x; pass images of every class 0..{len(loo_models) - 1}")
+        soft.append(probs(model, images))
+        full.append(probs(full_model, images))
+    return soft, full

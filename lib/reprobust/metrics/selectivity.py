@@ -304,12 +304,26 @@ def mean_selectivity(activations_by_layer: Mapping[str, torch.Tensor], labels: t
     return torch.stack(layer_means).mean()
 
 
+def relu_layer_names(model: torch.nn.Module) -> list[str]:
+    """Names of every ``nn.ReLU`` module of ``model`` in registration order (the default SI layers).
+
+    Example
+    -------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.ReLU(), torch.nn.Linear(2, 2))
+    >>> relu_layer_names(net)
+    ['1']
+    """
+    return [name for name, module in model.named_modules() if name and isinstance(module, torch.nn.ReLU)]
+
+
 class SelectivityRegularizer:
     """Extra-loss term ``−α · µ_SI`` for the training loop (the paper's ``L = CE − α·µ_SI``).
 
     α < 0 discourages class selectivity, α > 0 encourages it, α = 0 is the unregularised baseline.
-    Called by :func:`reprobust.train.fit` as its extra-loss hook with the model, the batch inputs and
-    labels, the logits and the captured activations of :attr:`layers`.
+    :func:`reprobust.train.fit` calls it as ``fn(activations, labels, logits)`` with the captured
+    activations (autograd graph kept) of :attr:`layers`, and adds the result to the loss. Registered
+    in :data:`reprobust.train.REGULARIZERS` as ``"class_selectivity"``, so a training spec can ask for
+    ``{"name": "class_selectivity", "alpha": -1.0}``.
 
     Parameters
     ----------
@@ -324,7 +338,7 @@ class SelectivityRegularizer:
     -------
     >>> reg = SelectivityRegularizer(alpha=1.0, layers=["l"], num_classes=2)
     >>> a = torch.tensor([[2.0], [0.0]])
-    >>> reg(None, None, torch.tensor([0, 1]), None, {"l": a}).item()
+    >>> round(reg({"l": a}, torch.tensor([0, 1]), None).item(), 6)
     -1.0
     """
 
@@ -336,12 +350,39 @@ class SelectivityRegularizer:
         self.num_classes = int(num_classes)
         self.eps = float(eps)
 
-    def __call__(self, model, inputs, labels, logits, activations) -> torch.Tensor:
+    def __call__(self, activations, labels, logits=None) -> torch.Tensor:
         missing = [name for name in self.layers if name not in activations]
         if missing:
             raise ValueError(f"activations lack layers {missing}; valid choices: {sorted(activations)}")
+        if self.alpha == 0.0:
+            # the baseline: no term (and no wasted backward through the class means)
+            return activations[self.layers[0]].new_zeros(())
         mu_si = mean_selectivity({n: activations[n] for n in self.layers}, labels, self.num_classes, self.eps)
         return -self.alpha * mu_si
 
     def __repr__(self) -> str:
         return f"SelectivityRegularizer(alpha={self.alpha}, layers={self.layers}, eps={self.eps})"
+
+
+def _register():
+    # registering here keeps train.py free of metric imports; train does not import metrics, so
+    # there is no import cycle
+    from ..train import REGULARIZERS, register_regularizer
+
+    if "class_selectivity" in REGULARIZERS:
+        return
+
+    @register_regularizer("class_selectivity")
+    def class_selectivity(model, alpha: float, layers: Sequence[str] | None = None, eps: float = DEFAULT_EPS):
+        """Factory for :func:`reprobust.train.fit`: ``(layers, SelectivityRegularizer)``.
+
+        ``layers`` defaults to every ReLU module of ``model`` (:func:`relu_layer_names`).
+        """
+        layers = relu_layer_names(model) if layers is None else list(layers)
+        num_classes = model.classifier.out_features if hasattr(model, "classifier") else None
+        if num_classes is None:
+            raise ValueError("model has no 'classifier' linear layer; valid: a reprobust.models model")
+        return layers, SelectivityRegularizer(alpha, layers, num_classes, eps)
+
+
+_register()

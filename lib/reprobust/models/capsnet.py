@@ -62,7 +62,8 @@ def squash(s: torch.Tensor, dim: int = -1, eps: float = 1e-8) -> torch.Tensor:
     return s * (sq / (1.0 + sq) / torch.sqrt(sq + eps))
 
 
-def dynamic_routing(u_hat: torch.Tensor, iterations: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+def dynamic_routing(u_hat: torch.Tensor, iterations: int = 3, *, detach_intermediate: bool = True
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """Routing-by-agreement, Sabour et al. 2017 Procedure 1.
 
     ``b_ij = 0``; repeat ``iterations`` times: ``c_i = softmax_j(b_i)``, ``s_j = Σ_i c_ij û_{j|i}``,
@@ -70,23 +71,30 @@ def dynamic_routing(u_hat: torch.Tensor, iterations: int = 3) -> tuple[torch.Ten
 
     Parameters
     ----------
-    u_hat : Tensor of shape (B, n_in, n_out, D)
-        Prediction vectors ``û_{j|i} = W_ij u_i``.
+    u_hat : Tensor of shape (B, n_out, n_in, D)
+        Prediction vectors ``û_{j|i} = W_ij u_i``, laid out output-capsule first so that both the
+        weighted sum and the agreement are batched matrix products.
     iterations : int >= 1
+    detach_intermediate : bool, default True
+        Route the intermediate iterations on a gradient-stopped copy of ``û`` so that gradients flow
+        through the final iteration only (as in the widely used CapsNet-Keras implementation); the
+        forward values are identical, the backward pass is about twice as fast.
 
     Returns
     -------
     v : Tensor of shape (B, n_out, D), output capsules
-    c : Tensor of shape (B, n_in, n_out), final coupling coefficients (each row sums to 1)
+    c : Tensor of shape (B, n_out, n_in), final coupling coefficients (sum to 1 over ``n_out``)
     """
     check_range("routing iterations", iterations, low=1)
+    u_route = u_hat.detach() if detach_intermediate else u_hat
     b = u_hat.new_zeros(u_hat.shape[:3])
     for it in range(iterations):
-        c = torch.softmax(b, dim=2)
-        s = torch.einsum("bij,bijd->bjd", c, u_hat)
+        c = torch.softmax(b, dim=1)
+        last = it == iterations - 1
+        s = (c.unsqueeze(-2) @ (u_hat if last else u_route)).squeeze(-2)  # (B, n_out, D)
         v = squash(s)
-        if it < iterations - 1:
-            b = b + torch.einsum("bijd,bjd->bij", u_hat, v)
+        if not last:
+            b = b + (u_route @ v.unsqueeze(-1)).squeeze(-1)
     return v, c
 
 
@@ -135,6 +143,7 @@ class CapsNet(nn.Module):
     primary_stride : int, optional (default 1 / 2)
     class_dim : int, default 16
     routing_iterations : int, default 3
+    detach_routing : bool, default True, see :func:`dynamic_routing`
 
     Attributes
     ----------
@@ -153,7 +162,7 @@ class CapsNet(nn.Module):
 
     def __init__(self, *, input_shape, num_classes, mean=None, std=None, conv_channels=None,
                  conv_kernel=None, primary_types=None, primary_dim=8, primary_kernel=None,
-                 primary_stride=None, class_dim=16, routing_iterations=3):
+                 primary_stride=None, class_dim=16, routing_iterations=3, detach_routing=True):
         super().__init__()
         c, h, w = input_shape
         small = max(h, w) <= 16
@@ -178,6 +187,7 @@ class CapsNet(nn.Module):
         self.num_primary = primary_types * ph * pw
         self.num_classes = num_classes
         self.routing_iterations = routing_iterations
+        self.detach_routing = detach_routing
         # One transformation matrix W_ij per (primary capsule i, class capsule j), as in the paper.
         self.weight = nn.Parameter(torch.randn(self.num_primary, num_classes, class_dim, primary_dim)
                                    * (1.0 / math.sqrt(primary_dim)) * 0.1)
@@ -198,8 +208,9 @@ class CapsNet(nn.Module):
     def capsules(self, x: torch.Tensor) -> torch.Tensor:
         """Class capsules ``v``, shape (B, num_classes, class_dim); their lengths are class probabilities."""
         u = self.primary_capsules(x)
-        u_hat = torch.einsum("ijdk,bik->bijd", self.weight, u)
-        v, _ = dynamic_routing(u_hat, self.routing_iterations)
+        # (B, n_in, n_out, D) is the fast einsum layout; routing wants output capsules first.
+        u_hat = torch.einsum("ijdk,bik->bijd", self.weight, u).transpose(1, 2).contiguous()
+        v, _ = dynamic_routing(u_hat, self.routing_iterations, detach_intermediate=self.detach_routing)
         return self.class_caps(v)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One command for everything:
+#   ./run_all.sh                 set up .venv if needed, then run every notebook (quick profile) into figures/
+#   ./run_all.sh --test [ARGS]   set up .venv if needed, then run the test suite (pytest ARGS)
+#   ./run_all.sh --profile smoke --only 03 -p epochs 2   (any option of `python -m reprobust.run --help`)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PYTHON=${PYTHON:-python3}
+VENV=.venv
+if [ ! -x "$VENV/bin/python" ]; then
+    echo "setting up $VENV (first run: a few minutes) ..."
+    "$PYTHON" -m venv "$VENV"
+fi
+# Reinstall only when the dependency pins change.
+STAMP="$VENV/.reprobust-install"
+WANT=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+    "$VENV/bin/python" -m pip install --quiet --upgrade pip
+    "$VENV/bin/python" -m pip install --quiet -e ".[test]"
+    echo "$WANT" > "$STAMP"
+fi
+
+export PATH="$PWD/$VENV/bin:$PATH"
+export MPLBACKEND=Agg
+export PYTHONHASHSEED=0
+
+if [ "${1:-}" = "--test" ]; then
+    shift
+    exec python -m pytest "$@"
+fi
+exec python -m reprobust.run "$@"

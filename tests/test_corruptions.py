@@ -1,0 +1,128 @@
+"""Tests for reprobust.corruptions: range, shape, determinism, severity ordering, caching, CIFAR-10-C files."""
+
+import numpy as np
+import pytest
+import torch
+
+from reprobust import corruptions as C
+from reprobust.cache import Cache
+
+#: Corruptions whose CIFAR-10-C parameter tables are not monotone in pixel distance: glass blur
+#: (σ drops from severity 3 to 4), elastic (the affine jitter shrinks while the elastic part grows),
+#: saturate (severities 1–2 desaturate, 3–5 saturate), pixelate (BOX resampling through 30, 28, 27, 24
+#: and 20 px aliases differently at each size; only the last severity is clearly stronger).
+NON_MONOTONE = {"glass_blur", "elastic_transform", "saturate", "pixelate"}
+#: Corruptions that draw random numbers (the others are deterministic functions of the image).
+RANDOM = {"gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "glass_blur", "motion_blur",
+          "fog", "elastic_transform"}
+
+
+@pytest.fixture(scope="module")
+def images():
+    # smooth, digit-like 32×32 greyscale images plus a colour version
+    from reprobust.data import load_dataset
+
+    ds = load_dataset("digits", n_train=30, n_test=20, image_size=32)
+    grey = ds.x_test.numpy().astype(np.float64)
+    rng = np.random.default_rng(0)
+    colour = np.clip(np.repeat(grey, 3, axis=1) * rng.uniform(0.3, 1.0, size=(len(grey), 3, 1, 1))
+                     + rng.uniform(0, 0.3, size=(len(grey), 3, 1, 1)), 0, 1)
+    return {1: grey, 3: colour}
+
+
+def _input(images, name):
+    return images[3] if name in C.COLOUR_ONLY else images[1]
+
+
+@pytest.mark.parametrize("name", C.CORRUPTIONS)
+def test_range_shape_dtype_and_determinism(images, name):
+    x = _input(images, name)
+    for severity in C.SEVERITIES:
+        out = C.corrupt(x, name, severity, seed=3)
+        assert out.shape == x.shape and out.dtype == np.float32
+        assert out.min() >= 0.0 and out.max() <= 1.0
+        np.testing.assert_array_equal(out * 255, np.round(out * 255))  # 8-bit levels like CIFAR-10-C
+    np.testing.assert_array_equal(C.corrupt(x, name, 4, seed=3), C.corrupt(x, name, 4, seed=3))
+    differs = not np.array_equal(C.corrupt(x, name, 4, seed=3), C.corrupt(x, name, 4, seed=4))
+    assert differs == (name in RANDOM)
+    assert not np.allclose(C.corrupt(x, name, 5, seed=3), np.round(x * 255) / 255)  # it does something
+
+
+@pytest.mark.parametrize("name", C.CORRUPTIONS)
+def test_severity_increases_distortion(images, name):
+    x = _input(images, name)
+    dist = [np.sqrt(np.mean((C.corrupt(x, name, s, seed=0) - x) ** 2)) for s in C.SEVERITIES]
+    if name in NON_MONOTONE:
+        assert max(dist) > min(dist)  # severities differ
+        return
+    # non-decreasing up to a small tolerance (motion blur radii 6 and 8 at σ=2 differ very little)
+    assert all(b >= a - 1e-3 for a, b in zip(dist, dist[1:])), dist
+    assert dist[-1] > dist[0]
+
+
+def test_torch_in_torch_out(images):
+    x = torch.from_numpy(images[1]).float()
+    out = C.corrupt(x, "contrast", 2)
+    assert isinstance(out, torch.Tensor) and out.shape == x.shape
+
+
+def test_known_values():
+    x = np.full((2, 1, 32, 32), 0.5)
+    x[1] = 0.2
+    # contrast keeps a constant image; brightness adds to the HSV value of grey pixels
+    np.testing.assert_allclose(C.corrupt(x, "contrast", 5), np.round(x * 255) / 255, atol=1e-7)
+    np.testing.assert_allclose(C.corrupt(x, "brightness", 5), np.round((x + 0.3) * 255) / 255, atol=1e-7)
+    colour = np.random.default_rng(0).uniform(size=(2, 3, 32, 32))
+    grey_rgb = np.repeat(colour.mean(1, keepdims=True), 3, axis=1)
+    # brightness on colour and on 1-channel grey agree for grey RGB images
+    np.testing.assert_allclose(C.corrupt(grey_rgb, "brightness", 3)[:, :1],
+                               C.corrupt(grey_rgb[:, :1], "brightness", 3), atol=1.5 / 255)
+    # gaussian noise has (before clipping) the CIFAR-10-C σ
+    mid = np.full((4, 1, 32, 32), 0.5)
+    assert np.std(C.corrupt(mid, "gaussian_noise", 5, seed=1) - 0.5) == pytest.approx(0.10, rel=0.05)
+
+
+def test_bad_input_is_refused(images):
+    with pytest.raises(ValueError, match="unknown corruption 'snowy'"):
+        C.corrupt(images[1], "snowy", 1)
+    with pytest.raises(ValueError, match="severity"):
+        C.corrupt(images[1], "fog", 6)
+    with pytest.raises(ValueError, match="needs colour images"):
+        C.corrupt(images[1], "saturate", 1)
+    with pytest.raises(ValueError, match="out of range"):
+        C.corrupt(images[1] * 2, "fog", 1)
+    assert "saturate" not in C.available_corruptions(1)
+    assert C.available_corruptions(3, family="noise") == C.FAMILIES["noise"]
+
+
+def test_corrupted_set_is_cached_and_identical(images, tmp_path):
+    cache = Cache(tmp_path)
+    labels = np.arange(len(images[1])) % 10
+    names = ["gaussian_noise", "pixelate"]
+    first = C.cached_corrupted_set(cache, images[1], labels, names, (1, 3), seed=5)
+    assert first.images.shape == (2, 2) + images[1].shape and first.images.dtype == np.uint8
+    assert len(list((tmp_path / "corrupted_set").glob("*.pt"))) == 1
+    second = C.cached_corrupted_set(cache, images[1], labels, names, (1, 3), seed=5)
+    np.testing.assert_array_equal(first.images, second.images)
+    np.testing.assert_array_equal(first.get("pixelate", 3).numpy(), C.corrupt(images[1], "pixelate", 3, seed=5))
+    # the generation order does not matter: one corruption alone gives the same images
+    alone = C.make_corrupted_set(images[1], labels, ["pixelate"], (3,), seed=5)
+    np.testing.assert_array_equal(alone.images[0, 0], first.images[1, 1])
+    assert [(c, s) for c, s, _ in first.items()] == [("gaussian_noise", 1), ("gaussian_noise", 3),
+                                                      ("pixelate", 1), ("pixelate", 3)]
+
+
+def test_load_cifar10c_reads_the_release_layout(tmp_path):
+    root = tmp_path / "CIFAR-10-C"
+    root.mkdir()
+    per_sev = 4
+    rng = np.random.default_rng(0)
+    data = rng.integers(0, 256, size=(5 * per_sev, 32, 32, 3), dtype=np.uint8)
+    np.save(root / "fog.npy", data)
+    np.save(root / "labels.npy", np.tile(np.arange(per_sev), 5).astype(np.uint8))
+    cs = C.load_cifar10c(tmp_path, ["fog"], severities=(2, 5), n_per_severity=3)
+    assert cs.images.shape == (1, 2, 3, 3, 32, 32)
+    np.testing.assert_array_equal(cs.images[0, 1, 2], np.moveaxis(data[4 * per_sev + 2], -1, 0))
+    np.testing.assert_array_equal(cs.labels, [0, 1, 2])
+    with pytest.raises(FileNotFoundError, match="missing: contrast.npy"):
+        C.load_cifar10c(tmp_path, ["fog", "contrast"])

@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from reprobust.attacks import pgd
+from reprobust.train import REGULARIZERS, accuracy, fit, register_regularizer, trained_model
+from reprobust.models import build_model
+
+SPEC = {"data": {"name": "digits", "n_train": 400}, "model": {"name": "mlp", "hidden": [64]},
+        "train": {"epochs": 4, "batch_size": 64}, "seed": 0}
+
+
+def test_training_learns_and_is_deterministic(cache, digits):
+    a = trained_model(SPEC, cache=cache)
+    from reprobust.cache import Cache
+
+    b = trained_model(SPEC, cache=Cache(cache.root.parent / "second"))  # trained again from scratch
+    assert accuracy(a, digits.x_test, digits.y_test) > 0.8
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb and torch.equal(va, vb)
+
+
+def test_cache_hit_does_not_retrain(cache, monkeypatch):
+    import reprobust.train as tr
+
+    trained_model(SPEC, cache=cache)
+    calls = []
+    monkeypatch.setattr(tr, "fit", lambda *a, **k: calls.append(1))
+    net = trained_model(SPEC, cache=cache)
+    assert calls == [] and net.history["loss"]
+    trained_model(dict(SPEC, seed=1), cache=cache)  # a new configuration really trains
+    assert calls == [1]
+
+
+def test_checkpoints_one_per_epoch(cache):
+    net, states = trained_model(SPEC, cache=cache, checkpoints=True)
+    assert len(states) == SPEC["train"]["epochs"]
+    assert all(torch.equal(states[-1][k], v) for k, v in net.state_dict().items())
+    assert not torch.equal(states[0]["fc1.weight"], states[-1]["fc1.weight"])
+
+
+def test_leave_one_out_spec_trains_on_n_minus_one_classes(cache):
+    spec = {**SPEC, "data": {**SPEC["data"], "exclude_class": 3}}
+    net = trained_model(spec, cache=cache)
+    assert net.classifier.out_features == 9
+
+
+def test_adversarial_training_lowers_pgd_success(cache, digits):
+    base = {"data": {"name": "digits"}, "model": {"name": "mlp", "hidden": [128]},
+            "train": {"epochs": 6, "batch_size": 128}, "seed": 0}
+    adv = {**base, "train": {**base["train"], "adversarial": {"eps": 0.1, "steps": 3}}}
+    x, y = digits.x_test[:300], digits.y_test[:300]
+    std_net, adv_net = trained_model(base, cache=cache), trained_model(adv, cache=cache)
+    s_std = pgd(std_net, x, y, eps=0.1, steps=10).success.float().mean()
+    s_adv = pgd(adv_net, x, y, eps=0.1, steps=10).success.float().mean()
+    assert s_adv < s_std - 0.1
+
+
+def test_label_smoothing_and_noise_change_the_result(digits):
+    outs = []
+    for kw in ({}, {"label_smoothing": 0.2}, {"noise_std": 0.3}):
+        torch.manual_seed(0)
+        net = build_model("mlp", **digits.model_kwargs(), hidden=(32,))
+        fit(net, digits.x_train[:300], digits.y_train[:300], epochs=2, seed=0, **kw)
+        outs.append(net.classifier.weight.detach().clone())
+    assert not torch.equal(outs[0], outs[1]) and not torch.equal(outs[0], outs[2])
+
+
+def test_regulariser_hook_sees_activations_with_gradients(digits):
+    seen = []
+
+    @register_regularizer("_test_l1")
+    def factory(model, weight=1.0):
+        def fn(acts, y, logits):
+            seen.append(acts["act1"].requires_grad)
+            return weight * acts["act1"].abs().mean()
+        return ["act1"], fn
+
+    try:
+        torch.manual_seed(0)
+        a = build_model("mlp", **digits.model_kwargs(), hidden=(32,))
+        fit(a, digits.x_train[:256], digits.y_train[:256], epochs=3, seed=0, regularizer={"name": "_test_l1", "weight": 5.0})
+        torch.manual_seed(0)
+        b = build_model("mlp", **digits.model_kwargs(), hidden=(32,))
+        fit(b, digits.x_train[:256], digits.y_train[:256], epochs=3, seed=0)
+        xs = digits.x_test[:100]
+        from reprobust.features import capture_activations
+        assert seen and all(seen)
+        assert capture_activations(a, xs)["act1"].abs().mean() < capture_activations(b, xs)["act1"].abs().mean()
+    finally:
+        REGULARIZERS.pop("_test_l1", None)
+
+
+@pytest.mark.parametrize("kw", [dict(epochs=-1), dict(optimizer="lbfgs"), dict(lr=0), dict(label_smoothing=1.5),
+                                dict(regularizer={"name": "nope"}), dict(loss="hinge2")])
+def test_bad_training_options(digits, kw):
+    net = build_model("mlp", **digits.model_kwargs())
+    with pytest.raises(ValueError, match="valid"):
+        fit(net, digits.x_train[:10], digits.y_train[:10], **kw)
+
+
+def test_spec_missing_keys(cache):
+    with pytest.raises(ValueError, match="missing 'train'"):
+        trained_model({"data": {"name": "digits"}, "model": {"name": "mlp"}}, cache=cache)
