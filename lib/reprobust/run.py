@@ -19,6 +19,7 @@ Examples
     python -m reprobust.run --list
     python -m reprobust.run --profile smoke --only 03
     python -m reprobust.run --only 01 02 -p epochs 5 --jobs 2
+    python -m reprobust.run --profile full --executor slurm --cluster-config cluster.yaml
 """
 
 from __future__ import annotations
@@ -279,10 +280,41 @@ def _parser():
     p.add_argument("--jobs", type=int, default=1, help="notebooks in parallel (separate OS processes)")
     p.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
     p.add_argument("--allow-download", action="store_true", help="let torchvision download data sets")
+    p.add_argument("--executor", default=None,
+                   help="where notebooks run their grids (train_grid/run_grid): inline (default) | processes | "
+                        "slurm; exported as $REPROBUST_EXECUTOR")
+    p.add_argument("--cluster-config", default=None, metavar="PATH",
+                   help="SLURM settings for --executor slurm (see cluster.example.yaml); "
+                        "exported as $REPROBUST_CLUSTER_CONFIG")
     p.add_argument("--list", action="store_true", help="list the notebooks and their parameters")
     p.add_argument("--no-index", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
     return p
+
+
+def _configure_dispatch(args) -> None:
+    """Validate ``--executor``/``--cluster-config`` and export them for the notebooks' kernels.
+
+    Notebooks call :func:`reprobust.dispatch.train_grid`/``run_grid``, whose default back-end is read
+    from these variables; with ``slurm`` each grid is submitted as a job array and waited for (with a
+    progress line) before the notebook goes on to aggregate and plot.
+    """
+    from . import dispatch
+
+    try:
+        if args.executor is not None:
+            dispatch.resolve_executor(args.executor)
+        cluster_config = os.path.abspath(args.cluster_config) if args.cluster_config else None
+        if cluster_config is not None or args.executor == "slurm":
+            cfg = dispatch.load_cluster_config(cluster_config)
+            if args.executor == "slurm" and not dispatch.local_paths_allowed(cfg):
+                dispatch.check_shared_paths(args.cache_dir, cfg.get("job_folder"))
+    except ValueError as e:
+        raise RunnerError(str(e)) from None
+    if args.executor is not None:
+        os.environ[dispatch.ENV_EXECUTOR] = args.executor
+    if cluster_config is not None:
+        os.environ[dispatch.ENV_CLUSTER_CONFIG] = cluster_config
 
 
 def main(argv=None) -> int:
@@ -296,6 +328,7 @@ def main(argv=None) -> int:
             raise RunnerError(f"--jobs={args.jobs} is out of range; valid range: [1, inf]")
         if args.data_dir is not None and not Path(args.data_dir).is_dir():
             raise RunnerError(f"--data-dir {args.data_dir!r} does not exist; create it or point to your data")
+        _configure_dispatch(args)
         names = resolve_notebooks(args.only, Path(args.notebooks_dir))
         if args.list:
             for n in names:

@@ -36,6 +36,19 @@ LOSSES: dict = {}
 REGULARIZERS: dict = {}
 
 
+#: Modules that register regularisers when imported; looked up lazily so that a spec naming one
+#: trains in a fresh process (e.g. a cluster job) without the caller importing it first.
+REGULARIZER_PROVIDERS = {"class_selectivity": "reprobust.metrics.selectivity"}
+
+
+def _regularizer(name):
+    if name not in REGULARIZERS and name in REGULARIZER_PROVIDERS:
+        import importlib
+
+        importlib.import_module(REGULARIZER_PROVIDERS[name])
+    return REGULARIZERS[check_choice("regularizer", name, set(REGULARIZERS) | set(REGULARIZER_PROVIDERS))]
+
+
 def register_loss(name):
     def wrap(fn):
         LOSSES[name] = fn
@@ -133,8 +146,7 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
     reg_layers, reg_fn = [], None
     if regularizer:
         reg = dict(regularizer)
-        name = check_choice("regularizer", reg.pop("name", None), REGULARIZERS)
-        reg_layers, reg_fn = REGULARIZERS[name](model, **reg)
+        reg_layers, reg_fn = _regularizer(reg.pop("name", None))(model, **reg)
     history = {"loss": [], "train_accuracy": []}
     step = 0
     for epoch in tqdm(range(epochs), desc="train", disable=not progress, mininterval=2, leave=False):

@@ -1,0 +1,185 @@
+"""Feature-map metrics: map sizes, receptive fields, pooling heads, the synthetic bound check, cost."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from reprobust.metrics import feature_maps as fm
+from reprobust.models import build_model
+
+
+def _cnn(strides, upsample=1, head="avg", **kw):
+    torch.manual_seed(0)
+    return build_model("cnn", input_shape=(1, 8, 8), num_classes=10, channels=[4] * len(strides), strides=strides,
+                       upsample=upsample, head=head, **kw)
+
+
+# Hand-computed: 3×3 convs with padding 1 map a side n to ceil(n / s); upsampling multiplies the input side.
+MAP_SIDES = {
+    ("122211", 1): 1, ("122211", 2): 2, ("122211", 4): 4,
+    ("112211", 1): 2, ("112211", 2): 4, ("112211", 4): 8,
+    ("111211", 1): 4, ("111211", 2): 8, ("111211", 4): 16,
+    ("111111", 1): 8, ("111111", 2): 16, ("111111", 4): 32,
+    ("222", 1): 1, ("222", 2): 2, ("222", 4): 4,
+}
+
+
+@pytest.mark.parametrize("strides,upsample", sorted(MAP_SIDES))
+def test_prepool_map_size_matches_hand_computed_table(strides, upsample):
+    net = _cnn(strides, upsample)
+    side = MAP_SIDES[(strides, upsample)]
+    assert fm.prepool_map_size(net, (1, 8, 8)) == (side, side)
+
+
+# Hand-computed receptive fields in original pixels: r ← r + 2·j, j ← j·s, with j starting at 1/u.
+RECEPTIVE_FIELDS = {("122211", 1): 49.0, ("122211", 2): 25.0, ("122211", 4): 13.0,
+                    ("112211", 1): 27.0, ("111211", 1): 17.0, ("111111", 1): 13.0, ("122", 1): 9.0}
+
+
+@pytest.mark.parametrize("strides,upsample", sorted(RECEPTIVE_FIELDS))
+def test_receptive_field_matches_hand_computed_values(strides, upsample):
+    rf = fm.receptive_field(_cnn(strides, upsample), (1, 8, 8))
+    assert rf["rf"] == pytest.approx(RECEPTIVE_FIELDS[(strides, upsample)])
+    assert rf["covers"] == (RECEPTIVE_FIELDS[(strides, upsample)] >= 8)
+    assert rf["layers"] == len(strides)
+
+
+def test_receptive_field_agrees_with_the_gradient_support_of_a_linear_stack():
+    # Without ReLUs every input pixel in the receptive field has a non-zero gradient, so the support
+    # of the gradient of the central pre-pool unit measures the receptive field directly.
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, stride=2, padding=1),
+                        nn.Conv2d(2, 2, 3, padding=1), nn.Conv2d(2, 2, 3, stride=2, padding=1),
+                        nn.AdaptiveAvgPool2d(1))
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Conv2d):
+                m.weight.abs_().add_(0.1)
+    x = torch.rand(1, 1, 32, 32, requires_grad=True)
+    feats = net[:-1](x)
+    feats[0, :, 4, 4].sum().backward()
+    rows = (x.grad[0, 0].abs() > 0).any(1).nonzero().flatten()
+    assert fm.receptive_field(net, (1, 32, 32))["rf"] == rows.max() - rows.min() + 1
+
+
+def test_upsampling_inside_the_model_keeps_gradients_at_input_resolution():
+    net = _cnn("122211", upsample=4)
+    x = torch.rand(3, 1, 8, 8, requires_grad=True)
+    net(x).sum().backward()
+    assert x.grad.shape == x.shape
+    assert x.grad.abs().sum() > 0
+    from reprobust.attacks import pgd
+
+    res = pgd(net, x.detach(), torch.zeros(3, dtype=torch.long), eps=0.1, steps=2)
+    assert res.x_adv.shape == (3, 1, 8, 8)
+
+
+def test_global_pooling_heads_compute_mean_and_max_of_the_prepool_map():
+    x = torch.rand(5, 1, 8, 8)
+    for head, reduce in (("avg", lambda z: z.mean((2, 3))), ("max", lambda z: z.amax((2, 3)))):
+        net = _cnn("112211", head=head).eval()
+        with torch.no_grad():
+            z = net.block6(net.block5(net.block4(net.block3(net.block2(net.block1(net.stem(x)))))))
+        torch.testing.assert_close(fm.pooled_features(net, x), reduce(z))
+    # On a 1×1 map both heads are the same function.
+    a, m = _cnn("122211", head="avg"), _cnn("122211", head="max")
+    torch.testing.assert_close(a(x), m(x))
+
+
+def test_synthetic_average_pooling_slope_is_close_to_minus_half_on_a_fixed_seed():
+    # A small ε keeps the ReLU's second-order (mean) term negligible, so the Hoeffding rate shows.
+    df = fm.synthetic_sensitivity(growths=["input_size"], perturbations=["sign", "gaussian"], map_sides=(8, 16, 32),
+                                  epsilon=1 / 255, trials=60, seed=0)
+    slopes = fm.synthetic_slopes(df).set_index(["perturbation", "pooling"])["slope"]
+    for pert in ("sign", "gaussian"):
+        assert slopes[(pert, "avg")] == pytest.approx(-0.5, abs=0.08)
+        assert slopes[(pert, "max")] > -0.1  # max pooling is not damped
+    assert set(df.columns) >= {"growth", "perturbation", "pooling", "map_side", "map_area", "mean_change", "p95_change"}
+    assert (df.p95_change >= df.mean_change).all() and (df.mean_change > 0).all()
+
+
+def test_upsampled_perturbation_is_not_damped_and_growth_settings_are_consistent():
+    df = fm.synthetic_sensitivity(growths=["upsample", "stride"], perturbations=["sign"], poolings=["avg"],
+                                  map_sides=(8, 16, 32), trials=40, seed=3)
+    slopes = fm.synthetic_slopes(df).set_index("growth")["slope"]
+    assert abs(slopes["upsample"]) < 0.15 < abs(slopes["stride"])
+    up = df[df.growth == "upsample"]
+    assert (up.input_side * up.upsample == up.map_side).all()
+    st = df[df.growth == "stride"]
+    assert (st.input_side // st.stride == st.map_side).all()
+
+
+def test_synthetic_is_deterministic_under_a_seed():
+    kw = dict(growths=["stride"], map_sides=(8, 16), trials=10)
+    a = fm.synthetic_sensitivity(seed=5, **kw)
+    b = fm.synthetic_sensitivity(seed=5, **kw)
+    c = fm.synthetic_sensitivity(seed=6, **kw)
+    assert a.equals(b) and not a.equals(c)
+
+
+def test_fit_loglog_slope_and_bound_shape():
+    area = np.array([16, 64, 256])
+    assert fm.fit_loglog_slope(area, 3 * area ** -0.5) == pytest.approx(-0.5)
+    assert fm.fit_loglog_slope(area, area ** 0.25) == pytest.approx(0.25)
+    avg = fm.bound_shape(area, "avg", anchor=2.0)
+    assert avg[0] == 2.0 and fm.fit_loglog_slope(area, avg) == pytest.approx(-0.5)
+    mx = fm.bound_shape(area, "max", anchor=1.0)
+    assert mx[0] == 1.0 and np.all(np.diff(mx) > 0)
+    assert mx[-1] == pytest.approx(math.sqrt(math.log(2 * 256 / 0.05) / math.log(2 * 16 / 0.05)))
+
+
+def test_consistency_accuracy_and_relative_feature_perturbation():
+    assert fm.consistency_accuracy([1, 2, 3, 4], [1, 0, 3, 0]) == 0.5
+    net = _cnn("112211").eval()
+    x = torch.rand(6, 1, 8, 8)
+    assert torch.all(fm.relative_feature_perturbation(net, x, x) == 0)
+    rel = fm.relative_feature_perturbation(net, x, (x + 0.2).clamp(0, 1))
+    f0 = fm.pooled_features(net, x)
+    f1 = fm.pooled_features(net, (x + 0.2).clamp(0, 1))
+    torch.testing.assert_close(rel, (f1 - f0).norm(dim=1) / f0.norm(dim=1))
+
+
+def test_forward_cost_scales_with_map_size_and_leaves_the_model_untouched():
+    small, big = _cnn("122211", batchnorm=True), _cnn("122211", upsample=4, batchnorm=True)
+    state = {k: v.clone() for k, v in big.state_dict().items()}
+    cs = fm.forward_cost(small, (1, 8, 8), batch_size=8, repeats=1)
+    cb = fm.forward_cost(big, (1, 8, 8), batch_size=8, repeats=1)
+    assert cs["params"] == cb["params"]
+    # conv FLOPs of the first layer alone grow 16× with ×4 upsampling
+    assert cb["flops_per_image"] > 3 * cs["flops_per_image"] > 0
+    assert cb["train_memory_bytes"] > cs["train_memory_bytes"] > 0
+    assert cb["forward_seconds"] > 0 and big.training
+    for k, v in big.state_dict().items():
+        assert torch.equal(v, state[k]), f"{k} changed (BatchNorm statistics must not move)"
+    assert all(p.grad is None for p in big.parameters())
+
+
+def test_robustness_metrics_are_consistent():
+    torch.manual_seed(0)
+    net = _cnn("112211", head="max").eval()
+    x = torch.rand(16, 1, 8, 8)
+    y = net(x).argmax(1)
+    m = fm.robustness_metrics(net, x, y, eps=0.3, eps_l2=2.0, sweep_eps=[0.0, 0.6], pgd_steps=5, sweep_steps=3,
+                              deepfool_steps=10)
+    assert m["natural"] == 1.0
+    for k in ("fgsm", "pgd", "deepfool", "pgd_l2", "consistency"):
+        assert 0.0 <= m[k] <= 1.0
+    assert m["pgd"] <= m["natural"] and m["sweep"][0] == m["natural"]
+    assert m["feature_perturbation"] >= 0 and math.isnan(m["autoattack"]) != fm.autoattack_available()
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda: fm.synthetic_sensitivity(growths=["zoom"]), "unknown growth 'zoom'"),
+    (lambda: fm.synthetic_sensitivity(perturbations=["uniform"]), "unknown perturbation 'uniform'"),
+    (lambda: fm.synthetic_sensitivity(epsilon=0), "epsilon=0 is out of range"),
+    (lambda: fm.synthetic_sensitivity(growths=["stride"], map_sides=(8, 12)), "does not divide"),
+    (lambda: fm.fit_loglog_slope([1, 2], [1, -1]), "must be positive"),
+    (lambda: fm.bound_shape([1, 2], "median", 1.0), "unknown pooling 'median'"),
+    (lambda: fm.prepool_map_size(_cnn("112", head="flatten"), (1, 8, 8)), "no global pooling layer"),
+])
+def test_bad_input_gives_one_line_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -1,0 +1,50 @@
+"""End-to-end: notebook 02 (manifold proximity) on the smoke profile through the headless runner."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+NOTEBOOK = "02_manifold_proximity"
+FIGURES = ("knn_composition", "projection_distances", "preimages_mlp", "preimages_cnn", "umap_mlp", "umap_cnn",
+           "snnl_ratio")
+TABLES = ("attack_summary", "knn_composition", "projection_distances", "snnl", "claims")
+
+
+@pytest.mark.slow
+def test_notebook_02_smoke(tmp_path):
+    out = tmp_path / "figures"
+    res = subprocess.run(
+        [sys.executable, "-m", "reprobust.run", "--profile", "smoke", "--only", "02", "--output-root", str(out),
+         "--cache-dir", str(tmp_path / "cache")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    folder = out / NOTEBOOK
+    for name in FIGURES:
+        assert (folder / f"{name}.png").stat().st_size > 1000, name
+    for name in TABLES:
+        assert (folder / f"{name}.csv").exists() and (folder / f"{name}.md").exists(), name
+
+    claims = pd.read_csv(folder / "claims.csv")
+    assert len(claims) == 12  # six claims for each of the two models
+    assert set(claims["verdict"]) <= {"supported", "not supported", "inconclusive"}
+    attacks = pd.read_csv(folder / "attack_summary.csv")
+    assert {"L∞ PGD", "L2 C&W", "L1 EAD", "L0 pixel"} <= set(attacks["attack"])
+    assert attacks["success rate"].between(0, 1).all()
+    # PGD stays inside its L∞ ball; the pixel attack inside its pixel budget.
+    pgd = attacks[attacks["attack"] == "L∞ PGD"]
+    assert (pgd["median L∞"].dropna() <= 0.15 + 1e-5).all()
+    assert (attacks.loc[attacks["attack"] == "L0 pixel", "median L0 (pixels)"].dropna() <= 20).all()
+    # Method 1: neighbour shares are fractions; clean calibration images sit mostly with their own class.
+    knn = pd.read_csv(folder / "knn_composition.csv")
+    assert knn["true_fraction_mean"].dropna().between(0, 1).all()
+    assert (knn[knn["group"] == "clean"]["true_fraction_mean"] > 0.5).all()
+    # Method 2: distances are non-negative; the logits (10-d) are flagged as a full-dimensional layer hull.
+    proj = pd.read_csv(folder / "projection_distances.csv")
+    assert (proj[["d_true_mean", "d_pred_mean"]].dropna().to_numpy() >= 0).all()
+    assert proj.loc[proj["layer"] == "logits", "layer_hull_full_dimensional"].all()
+    snnl = pd.read_csv(folder / "snnl.csv")
+    assert np.isfinite(snnl["ratio"]).all() and (snnl["ratio"] > -1e-9).all()
