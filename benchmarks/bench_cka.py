@@ -5,8 +5,8 @@ Same two models (different random initialisations of one 20-layer CNN), the same
 estimator all three implement. Prints
 
 1. wall time and max |Δ| of the 20×20 matrix against ours, with models, data and the packages' own
-   accumulators in float64 (the 1e-6 check) and again in float32 (the packages' default; ours always builds
-   its Grams and sums in float64);
+   accumulators in float64 (the 1e-6 check) and again in float32 (the packages' default; ours forms the
+   Grams of batch-centred features in the activations' dtype and centres and sums them in float64);
 2. the speed ratios;
 3. torch-cka's row labels (module *definition* order) against the order its rows are actually filled
    (hook *call* order) on a model where the two differ.

@@ -1,7 +1,7 @@
 """Benchmark: the grid back-ends of reprobust.dispatch on this machine.
 
 1. A quick-profile grid — notebook 01's model set of one architecture (the full model and the ten
-   leave-one-out models, digits, 600 training images, 6 epochs, Adam; 11 models) — trained cold with
+   leave-one-out models, digits, 600 training images, 6 epochs, Adam; 11 models per seed, 2 seeds) — trained cold with
    ``inline`` (torch's default thread count, and one thread), and ``processes`` (the default: the
    threads shared among the workers, one each here). ``--oversubscribed`` adds ``processes`` with the
    inline thread count per worker (byte-identical to inline, but more threads than cores). Prints
@@ -54,6 +54,8 @@ def trivial_point(cfg):
 
 def bench_backends(args, work: Path):
     specs = grid_specs(args.arch, args.n_models)
+    # Warm-up (first data load, first model build), so that no row pays the one-off costs.
+    train_grid(specs[:1], executor="inline", cache=Cache(work / "warmup"), load=False)
     rows = []
     n = torch.get_num_threads()
     per_worker = max(1, n // args.jobs)
@@ -73,7 +75,7 @@ def bench_backends(args, work: Path):
                        progress=False)
         rows.append((label, time.perf_counter() - t0, digest(cache.root)))
     base = rows[0][1]
-    print(f"\n{len(specs)} {args.arch} models (notebook 01 quick grid), {args.jobs} workers, "
+    print(f"\n{len(specs)} {args.arch} models (notebook 01 quick grid, {len(specs) // 11} seeds), {args.jobs} workers, "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads inline")
     print(f"{'back-end':<42} {'wall s':>8} {'inline/this':>12}  same bytes as inline ({n} | 1 threads)")
     for label, sec, dig in rows:
@@ -112,7 +114,7 @@ def bench_slurm(args, work: Path):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--arch", default="lenet")
-    p.add_argument("--n-models", type=int, default=11)
+    p.add_argument("--n-models", type=int, default=22, help="11 per seed (full + 10 leave-one-out)")
     p.add_argument("--jobs", type=int, default=2, help="worker processes")
     p.add_argument("--oversubscribed", action="store_true",
                    help="also run processes with the inline thread count per worker")

@@ -143,7 +143,8 @@ S = ctx.settings({
                  embedding="umap", umap_n_test=2000, umap_n_adv=500, snnl_n=500, snnl_grid=61),
 }, dataset=dataset, n_train=n_train, n_test=n_test, epochs=epochs, n_attack=n_attack, pgd_eps=pgd_eps,
    pgd_steps=pgd_steps, cw_steps=cw_steps, cw_search=cw_search, l0_max_pixels=l0_max_pixels, n_rubbish=n_rubbish,
-   k=k, k_layer=k_layer, k_input=k_input, embedding=embedding, umap_n_test=umap_n_test, umap_n_adv=umap_n_adv, snnl_n=snnl_n,
+   k=k, k_layer=k_layer, k_input=k_input, embedding=embedding, umap_n_test=umap_n_test, umap_n_adv=umap_n_adv,
+   snnl_n=snnl_n,
    snnl_grid=snnl_grid)
 check_choice("knn_pool", knn_pool, M.POOLS)
 check_choice("umap_colour", umap_colour, ("true", "pred"))
@@ -465,7 +466,8 @@ for mname in models:
             ax.set_xticks([])
             ax.set_yticks([])
             ax.set_title(f"{g} @ {layer}", fontsize=9)
-    ctx.save_figure(fig, f"umap_{mname.lower()}", caption=f"{mname}: joint {S['embedding'].upper()} of test activations (faint) with each "
+    ctx.save_figure(fig, f"umap_{mname.lower()}", caption=f"{mname}: joint {S['embedding'].upper()} of test "
+                    "activations (faint) with each "
                     f"AE type and the rubbish class (markers, coloured by {umap_colour} class)")
     plt.show()
 
@@ -583,7 +585,8 @@ for mi, mname in enumerate(models):
     claims.add(f"{mname}: rubbish-class activations are not entangled", f"SNNL ratio (test vs rubbish) at {lh}",
                stats.mean_ci(rub, n_boot=n_boot, seed=seed) if rub is not None else nan, expected="negative", null=0.5,
                n=0 if rub is None else len(rub),
-               note=f"shuffled-label control {row.shuffled_ratio.iloc[0]:.2f}" if len(row) else "too few rubbish inputs")
+               note=(f"shuffled-label control {row.shuffled_ratio.iloc[0]:.2f}" if len(row)
+                     else "too few rubbish inputs"))
     if lowest and rub is not None:
         low, high = stats.bootstrap_ci(lambda a, b: a.mean() - b.mean(), ratios[lowest], rub, n_boot=n_boot, seed=seed)
         diff = Estimate(float(ratios[lowest].mean() - rub.mean()), low, high, float("nan"))

@@ -258,8 +258,9 @@ def _inputs(n=40, seed=0):
 
 
 def test_layer_cka_equals_manual_features_despite_inplace_and_reused_modules():
-    net = _InplaceNet().eval()
-    x = _inputs()
+    # float64 end to end, so the comparison can be tight (float32 activations get float32 Grams)
+    net = _InplaceNet().double().eval()
+    x = _inputs().double()
     got = C.layer_cka(net, x=x, batch_size=10, passes=2, seed=3)
     with torch.no_grad():
         batches = [[f.detach() for f in net.manual_features(x[torch.as_tensor(i)])]
@@ -313,3 +314,24 @@ def test_layer_first_pc_explained_variance_runs_on_a_network():
     ev = C.layer_first_pc_explained_variance(net, _inputs(30), max_examples=20)
     assert ev.shape == (5,)
     assert np.all((ev > 0) & (ev <= 1))
+
+
+def test_float32_grams_of_centred_features_match_float64_even_with_a_large_shared_mean():
+    torch.manual_seed(0)
+    feats = [1e3 + torch.randn(50, 400), 5.0 + torch.rand(50, 3, 4, 4)]  # a large shared mean per feature
+    fast = C.centred_linear_grams(feats)                  # float32 products
+    exact = C.stack_grams([f.double() for f in feats])    # float64 products, uncentred
+    for unbiased in (True, False):
+        a = C.MinibatchCKA("unbiased" if unbiased else "biased")
+        a.update(fast)
+        b = C.MinibatchCKA("unbiased" if unbiased else "biased")
+        b.update(exact)
+        np.testing.assert_allclose(a.compute(), b.compute(), rtol=1e-5)
+    # without the centring, float32 products lose the variation under the mean
+    naive = torch.stack([(f.reshape(50, -1) @ f.reshape(50, -1).T).double() for f in feats])
+    c = C.MinibatchCKA("unbiased")
+    c.update(naive)
+    b = C.MinibatchCKA("unbiased")
+    b.update(exact)
+    assert np.abs(c.compute() - b.compute()).max() > 1e-3
+

@@ -1,6 +1,5 @@
 """Tests for the minimal-perturbation attacks (C&W L2, EAD, greedy L0) and rubbish inputs."""
 
-import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits

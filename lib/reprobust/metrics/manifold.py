@@ -166,7 +166,8 @@ def knn_class_composition(train_activations, train_labels, query_activations, tr
     counts = {}
     for layer, train_x in train_activations.items():
         if layer not in query_activations:
-            raise ValueError(f"unknown layer {layer!r} in query_activations; valid choices: {', '.join(query_activations)}")
+            raise ValueError(f"unknown layer {layer!r} in query_activations; "
+                             f"valid choices: {', '.join(query_activations)}")
         idx, _ = knn_indices(train_x, query_activations[layer], k, allowed=allowed, chunk_size=chunk_size,
                              device=labels.device)
         neigh = labels[idx]
@@ -257,7 +258,8 @@ def simplex_least_squares(points, targets, *, solver: str = "auto", tol: float =
     pts = _as_tensor(points, torch.float64)
     tgt = _as_tensor(targets, torch.float64, pts.device)
     if pts.ndim != 3 or tgt.ndim != 2 or pts.shape[0] != tgt.shape[0] or pts.shape[2] != tgt.shape[1]:
-        raise ValueError(f"points must be (n, k, dim) and targets (n, dim); got {tuple(pts.shape)} and {tuple(tgt.shape)}")
+        raise ValueError(f"points must be (n, k, dim) and targets (n, dim); "
+                         f"got {tuple(pts.shape)} and {tuple(tgt.shape)}")
     check_choice("solver", solver, SOLVERS)
     if solver == "auto":
         solver = "active_set" if pts.is_cuda else "nnls"
@@ -324,7 +326,7 @@ def _simplex_active_set(gram: torch.Tensor, scale: torch.Tensor, tol: float, max
     zero = 1e-14
     # Feasible start: the nearest vertex (best single-vertex solution).
     alpha = torch.zeros(n, k, dtype=torch.float64, device=gram.device)
-    alpha[torch.arange(n), gram.diagonal(dim1=1, dim2=2).argmin(1)] = 1.0
+    alpha[torch.arange(n, device=gram.device), gram.diagonal(dim1=1, dim2=2).argmin(1)] = 1.0
     support = alpha > 0
     converged = torch.zeros(n, dtype=torch.bool, device=gram.device)
     iterations = 0
@@ -357,7 +359,7 @@ def _simplex_active_set(gram: torch.Tensor, scale: torch.Tensor, tol: float, max
             ratio = torch.where(negative, a_old / (a_old - z).clamp(min=1e-300), torch.full_like(z, float("inf")))
             step, leaving = ratio.min(1)
             a_new = a_old + step[:, None] * (z - a_old)
-            a_new[torch.arange(len(todo)), leaving] = 0.0
+            a_new[torch.arange(len(todo), device=gram.device), leaving] = 0.0
             keep = support[todo] & (a_new > zero)
             a_new = a_new * keep
             alpha[todo] = a_new / a_new.sum(1, keepdim=True)
@@ -518,7 +520,7 @@ def soft_nearest_neighbour_loss(x, labels, temperature, *, return_terms: bool = 
     >>> float(soft_nearest_neighbour_loss(x, [0, 0, 1, 1], 1.0)) < 1e-6
     True
     """
-    xs = _flatten(_as_tensor(x, torch.float64))
+    xs = _flatten(_as_tensor(x, torch.float64, "cpu"))
     temps = np.atleast_1d(np.asarray(temperature, dtype=np.float64))
     if np.any(temps <= 0) or not np.all(np.isfinite(temps)):
         raise ValueError(f"temperature={temperature!r} is out of range; valid range: (0, inf)")
@@ -531,7 +533,7 @@ def soft_nearest_neighbour_loss(x, labels, temperature, *, return_terms: bool = 
 
 def _snnl_prepare(xs: torch.Tensor, labels):
     """Squared distances and masks shared by every temperature."""
-    y = _as_tensor(labels, torch.long)
+    y = _as_tensor(labels, torch.long, "cpu")
     d2 = _squared_distances(xs)
     n = xs.shape[0]
     eye = torch.eye(n, dtype=torch.bool)
@@ -617,7 +619,7 @@ def snnl_temperature_min(x, labels, *, temperatures=None, n_grid: int = 61, deca
     >>> snnl_temperature_min(x, [0] * 5 + [1] * 5)["ratio"] < 0.01
     True
     """
-    xs = _flatten(_as_tensor(x, torch.float64))
+    xs = _flatten(_as_tensor(x, torch.float64, "cpu"))
     prepared = _snnl_prepare(xs, labels)
     if temperatures is None:
         check_range("n_grid", n_grid, low=2)
@@ -682,8 +684,8 @@ def snnl_group_entanglement(reference, other, *, n_per_group: int | None = None,
     >>> r["ratio"] > 0.8
     True
     """
-    ref = _flatten(_as_tensor(reference, torch.float64))
-    oth = _flatten(_as_tensor(other, torch.float64))
+    ref = _flatten(_as_tensor(reference, torch.float64, "cpu"))
+    oth = _flatten(_as_tensor(other, torch.float64, "cpu"))
     n_max = min(ref.shape[0], oth.shape[0])
     n = n_max if n_per_group is None else n_per_group
     check_range("n_per_group", n, low=2, high=n_max)
