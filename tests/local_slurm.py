@@ -97,7 +97,8 @@ class LocalSlurm:
         key.write_bytes(os.urandom(1024))
         os.chmod(key, 0o400)
         self.munge_socket = w / "munge" / "munge.socket"
-        controller = socket.gethostname()
+        # slurmctld compares SlurmctldHost with the *short* host name
+        controller = socket.gethostname().split(".")[0]
         text = f"""\
 # Minimal single-node cluster written by tests/local_slurm.py (no cgroups, no accounting).
 ClusterName=reprobust-test

@@ -3,7 +3,6 @@ never recomputed, and bad input gives one-line errors (the SLURM back-end is in 
 
 import os
 import queue
-import sys
 from pathlib import Path
 
 import pytest

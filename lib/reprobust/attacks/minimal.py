@@ -81,7 +81,8 @@ def carlini_wagner_l2(model, x, y, *, kappa: float = 0.0, steps: int = 100, bina
     lr : float > 0
         Adam learning rate on the tanh-space variable.
     abort_early : bool
-        Stop a round when the total loss has not decreased by 0.01 % over ``steps // 10`` steps.
+        Stop a round when the total loss has not decreased by 0.01 % over ``steps // 10`` steps
+        (decided per batch, so ``batch_size`` can change the result slightly).
     batch_size : int or None
         Split ``x`` to bound memory.
 
