@@ -3,8 +3,8 @@ import os
 import pytest
 import torch
 
-# Small models on a 2-core machine: more threads than cores only adds contention.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# The notebooks' CPU default (reprobust.context.default_threads): one torch thread.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

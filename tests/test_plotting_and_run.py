@@ -96,6 +96,8 @@ def test_runner_publishes_outputs_manifest_and_gallery_and_keeps_them_on_failure
     (["--device", "tpu"], "unknown device 'tpu'"),
     (["--data-dir", "/nonexistent/dir"], "does not exist"),
     (["--only", "01", "-p", "bogus", "1"], "unknown parameter 'bogus' for notebook 01_demo; valid choices: fail"),
+    (["-p", "bogus", "1"], "unknown parameter 'bogus' for the selected notebooks; valid choices: fail"),
+    (["--jobs", "0"], "--jobs=0 is out of range"),
 ])
 def test_runner_bad_input_is_one_line_and_exit_2(tmp_path, args, msg):
     res = _run("--output-root", str(tmp_path / "o"), *args)

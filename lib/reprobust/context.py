@@ -82,6 +82,20 @@ def default_output_dir(notebook: str, profile: str) -> Path:
     return FIGURES_DIR / notebook
 
 
+def default_threads() -> int:
+    """Torch CPU threads for a notebook: ``$REPROBUST_THREADS`` or 1.
+
+    One thread is the default on purpose: the small models of the smoke and quick profiles train
+    faster single-threaded than with torch's default thread pool, float results then do not depend on
+    the machine's core count (reductions are split differently with more threads), and the runner
+    uses the cores by executing notebooks in parallel (``--jobs``).
+    """
+    value = os.environ.get("REPROBUST_THREADS", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"REPROBUST_THREADS={value!r} must be a positive integer")
+    return int(value)
+
+
 def setup_notebook(notebook: str, *, profile: str = "quick", seed: int = 0, device: str = "auto",
                    data_dir=None, cache_dir=None, output_dir=None) -> NotebookContext:
     """Validate the common parameters, seed everything, apply the plot style, and return the context.
@@ -104,6 +118,7 @@ def setup_notebook(notebook: str, *, profile: str = "quick", seed: int = 0, devi
         if not Path(data_dir).is_dir():
             raise ValueError(f"data_dir={str(data_dir)!r} does not exist; pass an existing folder")
         os.environ["REPROBUST_DATA_DIR"] = str(data_dir)
+    torch.set_num_threads(default_threads())
     seed_everything(seed)
     plotting.apply_style()
     out = Path(output_dir) if output_dir is not None else default_output_dir(notebook, profile)

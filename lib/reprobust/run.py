@@ -277,7 +277,9 @@ def _parser():
     p.add_argument("--cache-dir", default=None)
     p.add_argument("--output-root", default=None,
                    help="where figures go (default figures/, or build/smoke-figures for --profile smoke)")
-    p.add_argument("--jobs", type=int, default=1, help="notebooks in parallel (separate OS processes)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="notebooks in parallel, as separate OS processes (default: the number of CPU cores; "
+                        "each notebook uses REPROBUST_THREADS torch threads, default 1)")
     p.add_argument("--timeout", type=float, default=None, help="per-cell timeout in seconds")
     p.add_argument("--allow-download", action="store_true", help="let torchvision download data sets")
     p.add_argument("--executor", default=None,
@@ -324,6 +326,8 @@ def main(argv=None) -> int:
             raise RunnerError(f"unknown profile {args.profile!r}; valid choices: {', '.join(PROFILES)}")
         if args.device not in ("auto", "cpu", "cuda"):
             raise RunnerError(f"unknown device {args.device!r}; valid choices: auto, cpu, cuda")
+        if args.jobs is None:
+            args.jobs = max(1, os.cpu_count() or 1)
         if args.jobs < 1:
             raise RunnerError(f"--jobs={args.jobs} is out of range; valid range: [1, inf]")
         if args.data_dir is not None and not Path(args.data_dir).is_dir():
@@ -336,6 +340,12 @@ def main(argv=None) -> int:
                 print(n + ": " + ", ".join(f"{k}={v}" for k, v in params.items()))
             return 0
         params = {k: parse_value(v) for k, v in args.parameter}
+        declared = {n: notebook_parameters(read_notebook(n, Path(args.notebooks_dir))) for n in names} if params else {}
+        known = set().union(*declared.values()) - set(COMMON_PARAMETERS) if params else set()
+        for k in params:
+            if k not in known:
+                where = f"notebook {names[0]}" if len(names) == 1 else "the selected notebooks"
+                raise RunnerError(f"unknown parameter {k!r} for {where}; valid choices: {', '.join(sorted(known))}")
     except RunnerError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -350,7 +360,8 @@ def main(argv=None) -> int:
     for i, name in enumerate(names, start=1):
         print(f"[{i}/{len(names)}] {name} ({args.profile}) ...", flush=True)
         try:
-            res = execute(name, profile=args.profile, parameters=params, output_root=output_root,
+            mine = {k: v for k, v in params.items() if k in declared.get(name, params)}
+            res = execute(name, profile=args.profile, parameters=mine, output_root=output_root,
                           device=args.device, data_dir=args.data_dir, cache_dir=args.cache_dir,
                           seed=args.seed, timeout=args.timeout, notebooks_dir=Path(args.notebooks_dir))
         except RunnerError as e:
@@ -376,13 +387,14 @@ def _run_parallel(names, args, output_root) -> int:
                       ("--timeout", args.timeout)):
         if val is not None:
             base += [flag, str(val)]
-    for k, v in args.parameter:
-        base += ["-p", k, v]
+    declared = {n: notebook_parameters(read_notebook(n, Path(args.notebooks_dir))) for n in names}
+    t_all = time.perf_counter()
     pending, running, codes = list(names), {}, {}
     while pending or running:
         while pending and len(running) < args.jobs:
             n = pending.pop(0)
-            running[n] = subprocess.Popen(base + ["--only", n])
+            overrides = [a for k, v in args.parameter if k in declared[n] for a in ("-p", k, v)]
+            running[n] = subprocess.Popen(base + overrides + ["--only", n])
         for n, proc in list(running.items()):
             if proc.poll() is not None:
                 codes[n] = proc.returncode
@@ -391,7 +403,7 @@ def _run_parallel(names, args, output_root) -> int:
     if output_root.exists():
         write_manifest(output_root)
     failed = [n for n, c in codes.items() if c != 0]
-    print(f"done: {len(names) - len(failed)} ok, {len(failed)} failed{' (' + ', '.join(failed) + ')' if failed else ''}")
+    print(f"done in {time.perf_counter() - t_all:.1f} s: {len(names) - len(failed)} ok, {len(failed)} failed{' (' + ', '.join(failed) + ')' if failed else ''}")
     return 2 if any(c == 2 for c in codes.values()) else (1 if failed else 0)
 
 
