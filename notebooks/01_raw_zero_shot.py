@@ -82,6 +82,7 @@ from reprobust.context import setup_notebook
 from reprobust.data import leave_one_out, load_dataset
 from reprobust.defences import wrap_defence
 from reprobust.metrics import representation as rep
+from reprobust.dispatch import train_grid
 from reprobust.train import accuracy, predict, trained_model
 from reprobust.validation import check_choice
 
@@ -211,6 +212,13 @@ def soft_labels_setting(arch, defence):
     out = ctx.cache.get_or_compute("raw_zero_shot_soft_labels", cfg, compute)
     return [np.asarray(v) for v in out["soft"]], [np.asarray(v) for v in out["full"]], out
 
+
+# Train every model of the grid once: in this process, in worker processes or as a SLURM job array
+# (`./run_all.sh --executor ...`); the loop below reads them from the cache. Settings whose soft labels
+# are already cached need no model at all.
+grid = [model_spec(a, d if d in TRAINING_DEFENCES else "none", k) for a, d in configs for k in (None, *range(N))
+        if not ctx.cache.contains("raw_zero_shot_soft_labels", setting_cfg(a, d) | {"split": soft_label_split})]
+train_grid(grid, cache=ctx.cache, device=ctx.device, load=False)
 
 rows, soft_store = [], {}
 for arch, defence in tqdm(configs, desc="train N+1 models per setting, soft labels", mininterval=5):

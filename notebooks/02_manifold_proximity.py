@@ -126,7 +126,8 @@ from reprobust.data import load_dataset
 from reprobust.features import capture_activations
 from reprobust.metrics import manifold as M
 from reprobust.stats import Estimate
-from reprobust.train import accuracy, predict, trained_model
+from reprobust.dispatch import train_grid
+from reprobust.train import accuracy, predict
 from reprobust.validation import check_choice
 
 ctx = setup_notebook("02_manifold_proximity", profile=profile, seed=seed, device=device,
@@ -192,10 +193,10 @@ def run_attack(spec, model, name, x, y):
 # (C&W, EAD, L0) stop just past the margin, PGD uses its full ε.
 
 # %%
-models, specs, sets, summary_rows = {}, {}, {}, []
-for mname, options in MODEL_OPTIONS.items():
-    specs[mname] = model_spec(options)
-    model = models[mname] = trained_model(specs[mname], cache=ctx.cache, device=ctx.device)
+specs = {mname: model_spec(options) for mname, options in MODEL_OPTIONS.items()}
+models = dict(zip(specs, train_grid(list(specs.values()), cache=ctx.cache, device=ctx.device)))
+sets, summary_rows = {}, []
+for mname, model in models.items():
     pred_test = predict(model, x_test).argmax(1)
     correct = (pred_test == y_test).nonzero()[:, 0]
     pick = correct[torch.randperm(len(correct), generator=torch.Generator().manual_seed(seed))[:S["n_attack"]]]

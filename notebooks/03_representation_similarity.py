@@ -93,6 +93,7 @@ from reprobust.context import setup_notebook
 from reprobust.data import load_dataset
 from reprobust.metrics import cka as C
 from reprobust.plotting import heatmap
+from reprobust.dispatch import train_grid
 from reprobust.train import accuracy, load_state, trained_model
 
 ctx = setup_notebook("03_representation_similarity", profile=profile, seed=seed, device=device,
@@ -182,12 +183,10 @@ def cka_matrix(name, spec_a, model_a, spec_b=None, model_b=None, adversarial_b=F
 # accuracy, so that "robust" is seen to be robust.
 
 # %%
-models, specs = {}, {}
-for threat, seeds in (("standard", (seed, seed + 1)), ("linf", (seed, seed + 1)), ("l2", (seed,))):
-    for k, s in enumerate(seeds):
-        key = f"{threat}#{k}"
-        specs[key] = model_spec(threat, s)
-        models[key] = trained_model(specs[key], cache=ctx.cache, device=ctx.device)
+specs = {f"{threat}#{k}": model_spec(threat, s)
+         for threat, seeds in (("standard", (seed, seed + 1)), ("linf", (seed, seed + 1)), ("l2", (seed,)))
+         for k, s in enumerate(seeds)}
+models = dict(zip(specs, train_grid(list(specs.values()), cache=ctx.cache, device=ctx.device)))
 
 layers = C.execution_order_layers(models["standard#0"], x_test)
 short = [n.replace("block", "b").replace(".", "") for n in layers]
@@ -375,6 +374,8 @@ plt.show()
 
 # %%
 width_within, width_rows = {}, []
+train_grid([model_spec(t, seed, n=S["width_n_train"], n_epochs=S["width_epochs"], width=w)
+            for w in S["widths"] for t in ("standard", "linf")], cache=ctx.cache, device=ctx.device, load=False)
 for w in S["widths"]:
     for threat_name in ("standard", "linf"):
         sp = model_spec(threat_name, seed, n=S["width_n_train"], n_epochs=S["width_epochs"], width=w)

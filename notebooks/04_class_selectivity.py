@@ -52,7 +52,7 @@ output_dir = None
 alphas = None          # regulariser strengths α (α < 0 discourages selectivity, α > 0 encourages it)
 n_seeds = None         # training seeds per α
 epochs = None
-eps_linf = None        # L-inf attack radii in pixel units; eps = 0 (clean) is always added
+eps_linf = None        # L-inf attack radii in pixel units (the clean case, radius 0, is always added)
 
 # %%
 import matplotlib.pyplot as plt
@@ -71,7 +71,8 @@ from reprobust.metrics import gradients as grads
 from reprobust.metrics import selectivity as sel
 from reprobust.paths import default_data_dir
 from reprobust.stats import paired_difference, slope
-from reprobust.train import accuracy, build_from_spec, trained_model
+from reprobust.dispatch import train_grid
+from reprobust.train import accuracy, build_from_spec
 
 ctx = setup_notebook("04_class_selectivity", profile=profile, seed=seed, device=device,
                      data_dir=data_dir, cache_dir=cache_dir, output_dir=output_dir)
@@ -169,9 +170,8 @@ def model_spec(alpha, model_seed):
 
 
 specs = [(a, s, model_spec(a, seed + s)) for a in S["alphas"] for s in range(S["n_seeds"])]
-models = {}
-for alpha, s, spec in specs:
-    models[(alpha, s)] = trained_model(spec, cache=ctx.cache, device=ctx.device)
+models = dict(zip([(a, s) for a, s, _ in specs],
+                  train_grid([spec for _, _, spec in specs], cache=ctx.cache, device=ctx.device)))
 print(f"{len(models)} models")
 
 # %% [markdown]

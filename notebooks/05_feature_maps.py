@@ -56,6 +56,7 @@ from tqdm.auto import tqdm
 
 from reprobust.context import setup_notebook
 from reprobust.data import load_dataset
+from reprobust.dispatch import train_grid
 from reprobust.train import trained_model, build_from_spec
 from reprobust.metrics import feature_maps as fm
 from reprobust import stats
@@ -189,6 +190,8 @@ eval_cfg = dict(eps=S["eps"], eps_l2=S["eps_l2"], sweep_eps=S["sweep"], pgd_step
                 deepfool_steps=50, deepfool_candidates=4, seed=seed)
 rows = []
 jobs = [(c, h, t, s) for c in configs for h in fm.POOLINGS for t in trainings for s in seeds]
+# every model of the grid, trained once (inline, worker processes or SLURM: `--executor`) into the cache
+train_grid([train_spec(c, h, t, s) for c, h, t, s in jobs], cache=ctx.cache, device=ctx.device, load=False)
 for cfg, head, training, s in tqdm(jobs, desc="models", mininterval=5):
     spec = train_spec(cfg, head, training, s)
     net = trained_model(spec, cache=ctx.cache, device=ctx.device)
