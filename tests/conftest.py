@@ -19,3 +19,31 @@ def digits():
     from reprobust.data import load_dataset
 
     return load_dataset("digits")
+
+
+@pytest.fixture
+def run_smoke(tmp_path):
+    """Run one notebook on the smoke profile through the headless runner (a separate process, like
+    ``./run_all.sh``); check it published the expected figures and tables and a claims table whose
+    verdicts are valid; return its output folder."""
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    def run(number: str, figures=(), tables=()):
+        out = tmp_path / "figures"
+        res = subprocess.run([sys.executable, "-m", "reprobust.run", "--profile", "smoke", "--only", number,
+                              "--output-root", str(out), "--cache-dir", str(tmp_path / "cache")],
+                             capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        (folder,) = [p for p in out.iterdir() if p.is_dir() and p.name.startswith(number + "_")]
+        for name in figures:
+            assert (folder / f"{name}.png").stat().st_size > 1000, name
+        for name in (*tables, "claims"):
+            assert (folder / f"{name}.csv").exists() and (folder / f"{name}.md").exists(), name
+        verdicts = set(pd.read_csv(folder / "claims.csv")["verdict"])
+        assert verdicts and verdicts <= {"supported", "not supported", "inconclusive"}
+        return folder
+
+    return run

@@ -1,20 +1,12 @@
 """Notebook 01 (Raw Zero-Shot) end to end on the smoke profile, through the headless runner."""
 
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 
 
 @pytest.mark.slow
-def test_notebook_01_smoke(tmp_path):
-    out = tmp_path / "figs"
-    res = subprocess.run([sys.executable, "-m", "reprobust.run", "--profile", "smoke", "--only", "01",
-                          "--output-root", str(out), "--cache-dir", str(tmp_path / "cache")],
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    folder = out / "01_raw_zero_shot"
+def test_notebook_01_smoke(run_smoke):
+    folder = run_smoke("01")
     names = {p.name for p in folder.iterdir()}
     for fig in ("amalgam_heatmaps", "polygon_projection", "metrics_bars", "attack_success_vs_threshold",
                 "metric_vs_attack", "accuracy_vs_metric"):

@@ -1,32 +1,17 @@
 """End-to-end: notebook 02 (manifold proximity) on the smoke profile through the headless runner."""
 
-import subprocess
-import sys
-
 import numpy as np
 import pandas as pd
 import pytest
 
-NOTEBOOK = "02_manifold_proximity"
 FIGURES = ("knn_composition", "projection_distances", "preimages_mlp", "preimages_cnn", "umap_mlp", "umap_cnn",
            "snnl_ratio")
 TABLES = ("attack_summary", "knn_composition", "projection_distances", "snnl", "claims")
 
 
 @pytest.mark.slow
-def test_notebook_02_smoke(tmp_path):
-    out = tmp_path / "figures"
-    res = subprocess.run(
-        [sys.executable, "-m", "reprobust.run", "--profile", "smoke", "--only", "02", "--output-root", str(out),
-         "--cache-dir", str(tmp_path / "cache")],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    folder = out / NOTEBOOK
-    for name in FIGURES:
-        assert (folder / f"{name}.png").stat().st_size > 1000, name
-    for name in TABLES:
-        assert (folder / f"{name}.csv").exists() and (folder / f"{name}.md").exists(), name
+def test_notebook_02_smoke(run_smoke):
+    folder = run_smoke("02", FIGURES, TABLES)
 
     claims = pd.read_csv(folder / "claims.csv")
     assert len(claims) == 12  # six claims for each of the two models

@@ -1,30 +1,15 @@
 """End-to-end: notebook 05 (feature-map size vs robustness) on the smoke profile through the headless runner."""
 
-import subprocess
-import sys
-
 import pandas as pd
 import pytest
 
-NOTEBOOK = "05_feature_maps"
 FIGURES = ("theory_check", "accuracy_vs_map_size", "upsampling_sweep", "eps_sweep")
 TABLES = ("synthetic_slopes", "configurations", "results", "claims")
 
 
 @pytest.mark.slow
-def test_notebook_05_smoke(tmp_path):
-    out = tmp_path / "figures"
-    res = subprocess.run(
-        [sys.executable, "-m", "reprobust.run", "--profile", "smoke", "--only", "05", "--output-root", str(out),
-         "--cache-dir", str(tmp_path / "cache")],
-        capture_output=True, text=True, timeout=600,
-    )
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    folder = out / NOTEBOOK
-    for name in FIGURES:
-        assert (folder / f"{name}.png").stat().st_size > 1000, name
-    for name in TABLES:
-        assert (folder / f"{name}.csv").exists() and (folder / f"{name}.md").exists(), name
+def test_notebook_05_smoke(run_smoke):
+    folder = run_smoke("05", FIGURES, TABLES)
 
     claims = pd.read_csv(folder / "claims.csv")
     assert len(claims) >= 10

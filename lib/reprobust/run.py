@@ -195,10 +195,12 @@ def execute(name: str, *, profile: str, parameters: dict, output_root: Path, dev
         return result
     run_info = {"notebook": name, "title": _first_heading(nb), "profile": profile,
                 "parameters": {k: (parse_value(v) if isinstance(v, str) else v)
-                               for k, v in declared.items() if k not in ("output_dir",)},
+                               for k, v in declared.items() if k not in ("output_dir", "cache_dir")},
                 "package_version": __version__, "git_commit": code_commit()}
     for k, v in params.items():
-        if k != "output_dir":
+        # where the cache and the staging folder live does not change a result: leave them out, so the
+        # manifest is the same on every machine
+        if k not in ("output_dir", "cache_dir"):
             run_info["parameters"][k] = v
     atomic_write_bytes(staging / RUN_FILE, json.dumps(run_info, indent=1, sort_keys=True).encode())
     _publish(staging, output_root / name)
