@@ -113,4 +113,5 @@ def capture_activations(model: nn.Module, x: torch.Tensor, layers=None, *, batch
                     chunks["logits"].append(out.detach().cpu())
     finally:
         model.train(was_training)
-    return {k: torch.cat(v) for k, v in chunks.items()}
+    # one chunk (a single batch) needs no concatenation copy
+    return {k: v[0] if len(v) == 1 else torch.cat(v) for k, v in chunks.items()}
