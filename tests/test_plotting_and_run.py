@@ -72,6 +72,7 @@ def test_runner_publishes_outputs_manifest_and_gallery_and_keeps_them_on_failure
     entry = files["01_demo/squares.png"]
     assert entry["sha256"] == hashlib.sha256((folder / "squares.png").read_bytes()).hexdigest()
     assert entry["profile"] == "smoke" and entry["seed"] == 0 and entry["parameters"]["fail"] is False
+    assert entry["parameters"]["data_dir"] is None and "cache_dir" not in entry["parameters"]
     assert "supported" in (out / "README.md").read_text() and "![squares]" in (out / "README.md").read_text()
     before = (folder / "squares.png").read_bytes()
 

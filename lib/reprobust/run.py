@@ -81,6 +81,16 @@ def parse_value(text: str):
         return text
 
 
+def _literal(source):
+    """A parameter default as papermill reports it (source text such as ``None`` or ``[1, 2]``) → value."""
+    import ast
+
+    try:
+        return ast.literal_eval(source) if isinstance(source, str) else source
+    except (ValueError, SyntaxError):
+        return source
+
+
 def read_notebook(name: str, folder: Path = NOTEBOOKS_DIR):
     """The jupytext source as an ipynb NotebookNode with a python3 kernelspec."""
     import jupytext
@@ -194,8 +204,7 @@ def execute(name: str, *, profile: str, parameters: dict, output_root: Path, dev
         shutil.rmtree(staging, ignore_errors=True)
         return result
     run_info = {"notebook": name, "title": _first_heading(nb), "profile": profile,
-                "parameters": {k: (parse_value(v) if isinstance(v, str) else v)
-                               for k, v in declared.items() if k not in ("output_dir", "cache_dir")},
+                "parameters": {k: _literal(v) for k, v in declared.items() if k not in ("output_dir", "cache_dir")},
                 "package_version": __version__, "git_commit": code_commit()}
     for k, v in params.items():
         # where the cache and the staging folder live does not change a result: leave them out, so the
