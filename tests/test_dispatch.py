@@ -149,9 +149,10 @@ def test_slurm_refuses_a_cache_under_tmp_unless_allowed(tmp_path, monkeypatch):
         run_grid(record_square, [{"dir": str(tmp_path), "x": 1}], executor="slurm", cache_dir="/tmp/some-cache")
     assert "cache dir '/tmp/some-cache' is on a machine-local filesystem (/tmp)" in str(e.value)
     assert "allow_local_paths" in str(e.value) and len(str(e.value).splitlines()) == 1
-    with pytest.raises(ValueError, match="job folder '/dev/shm/jobs'"):
-        dispatch.check_shared_paths(REPO_ROOT / ".cache", "/dev/shm/jobs")
-    dispatch.check_shared_paths(REPO_ROOT / ".cache", REPO_ROOT / ".cache" / "_jobs")  # shared: fine
+    shared = Path("/srv/lab/reprobust-cache")  # only checked, never created (the clone itself may live in /tmp)
+    with pytest.raises(ValueError, match=r"job folder '/dev/shm/jobs' is on a machine-local filesystem \(/dev/shm\)"):
+        dispatch.check_shared_paths(shared, "/dev/shm/jobs")
+    dispatch.check_shared_paths(shared, shared / "_jobs")  # shared: fine
     assert dispatch.local_paths_allowed({"allow_local_paths": True})
     assert not dispatch.local_paths_allowed({"allow_local_paths": False})
     monkeypatch.setenv(dispatch.ENV_ALLOW_LOCAL_PATHS, "1")

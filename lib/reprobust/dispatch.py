@@ -145,10 +145,13 @@ def resolve_executor(executor=None) -> str:
     return check_choice("executor", executor, EXECUTORS)
 
 
-def _is_local_path(path: Path) -> bool:
+def _local_root(path: Path):
+    """The machine-local root (``/tmp``, ``/var/tmp``, ``/dev/shm``, the temp dir) holding ``path``, or None."""
     path = Path(path).resolve()
-    roots = {Path(r).resolve() for r in (*LOCAL_ROOTS, tempfile.gettempdir()) if Path(r).exists()}
-    return any(path == r or path.is_relative_to(r) for r in roots)
+    for r in (*LOCAL_ROOTS, tempfile.gettempdir()):
+        if Path(r).exists() and (path == Path(r).resolve() or path.is_relative_to(Path(r).resolve())):
+            return r
+    return None
 
 
 def local_paths_allowed(cluster_config: dict, allow_local_paths=None) -> bool:
@@ -180,9 +183,10 @@ def check_shared_paths(cache_dir=None, job_folder=None) -> None:
     if job_folder is not None:
         folders.append(("job folder", Path(job_folder)))
     for what, folder in folders:
-        if _is_local_path(folder):
+        root = _local_root(folder)
+        if root is not None:
             raise ValueError(
-                f"{what} {str(folder)!r} is on a machine-local filesystem (/tmp), which SLURM compute nodes "
+                f"{what} {str(folder)!r} is on a machine-local filesystem ({root}), which SLURM compute nodes "
                 "do not share; use a folder on a shared filesystem (e.g. --cache-dir under your home or "
                 "project space), or set allow_local_paths: true in the cluster config for a single-node cluster")
 
