@@ -335,3 +335,15 @@ def test_float32_grams_of_centred_features_match_float64_even_with_a_large_share
     b.update(exact)
     assert np.abs(c.compute() - b.compute()).max() > 1e-3
 
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(30, 200), (30, 5), (1, 3)])
+def test_self_product_equals_the_general_product(dtype, shape):
+    # the CPU path forms one triangle with BLAS syrk and mirrors it; the result must be the full symmetric f fᵀ
+    f = torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    for g in (f, f.T.contiguous().T):  # C-ordered and Fortran-ordered input
+        out = C._self_product(g)
+        assert out.dtype == dtype and out.shape == (shape[0], shape[0])
+        torch.testing.assert_close(out, g @ g.T, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-4)
+        assert torch.equal(out, out.T)

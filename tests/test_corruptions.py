@@ -10,11 +10,13 @@ from reprobust.cache import Cache
 #: Corruptions whose CIFAR-10-C parameter tables are not monotone in pixel distance: glass blur
 #: (σ drops from severity 3 to 4), elastic (the affine jitter shrinks while the elastic part grows),
 #: saturate (severities 1–2 desaturate, 3–5 saturate), pixelate (BOX resampling through 30, 28, 27, 24
-#: and 20 px aliases differently at each size; only the last severity is clearly stronger).
-NON_MONOTONE = {"glass_blur", "elastic_transform", "saturate", "pixelate"}
+#: and 20 px aliases differently at each size; only the last severity is clearly stronger), spatter
+#: (severities 1–3 add translucent water to ~3–22 % of the pixels, 4–5 switch to opaque mud on ~4–7 %:
+#: the distance drops from severity 3 to 4 on any input).
+NON_MONOTONE = {"glass_blur", "elastic_transform", "saturate", "pixelate", "spatter"}
 #: Corruptions that draw random numbers (the others are deterministic functions of the image).
 RANDOM = {"gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "glass_blur", "motion_blur",
-          "fog", "elastic_transform"}
+          "fog", "elastic_transform", "snow", "spatter"}
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +82,63 @@ def test_known_values():
     # gaussian noise has (before clipping) the CIFAR-10-C σ
     mid = np.full((4, 1, 32, 32), 0.5)
     assert np.std(C.corrupt(mid, "gaussian_noise", 5, seed=1) - 0.5) == pytest.approx(0.10, rel=0.05)
+
+
+def _lag1_correlation(a, axis):
+    a = a - a.mean()
+    head = np.take(a, np.arange(a.shape[axis] - 1), axis=axis)
+    tail = np.take(a, np.arange(1, a.shape[axis]), axis=axis)
+    return np.mean(head * tail) / np.mean(a * a)
+
+
+def test_snow_brightens_with_mirrored_near_vertical_streaks(images):
+    x = images[1]
+    for severity in C.SEVERITIES:
+        assert C.corrupt(x, "snow", severity, seed=2).mean() > x.mean() + 0.02
+    # on a flat image the result is x' + snow + snow rotated by 180°: symmetric, and at least the whitened
+    # level (1 - c[6]) · 0.5 everywhere
+    flat = np.zeros((20, 1, 32, 32))
+    out = C.corrupt(flat, "snow", 3, seed=2)
+    np.testing.assert_allclose(out, out[..., ::-1, ::-1], atol=1.01 / 255)
+    assert out.min() >= np.floor((1 - C.SEVERITY_PARAMS["snow"][2][6]) * 0.5 * 255) / 255
+    # streak angles lie within 45° of vertical, so neighbours along a column correlate more than along a row
+    assert _lag1_correlation(out, axis=2) > _lag1_correlation(out, axis=3) + 0.1
+    # the whitening uses OpenCV's luminance: on flat red, green away from the flakes is 0.05 · (0.299 · 1.5 + 0.5)
+    red = np.zeros((4, 3, 32, 32))
+    red[:, 0] = 1
+    green = C.corrupt_uint8(red, "snow", 1, seed=2)[:, 1]
+    np.testing.assert_array_equal(green.min(axis=(1, 2)), np.round(0.05 * (0.299 * 1.5 + 0.5) * 255))
+    # and a grey RGB image gives the greyscale result in every channel
+    grey_rgb = np.repeat(x, 3, axis=1)
+    for severity in (1, 5):
+        np.testing.assert_allclose(C.corrupt(grey_rgb, "snow", severity, seed=2),
+                                   np.repeat(C.corrupt(x, "snow", severity, seed=2), 3, axis=1), atol=1.01 / 255)
+
+
+def test_spatter_changes_clustered_fraction_towards_its_colours(images):
+    x = images[1] * 0.4 + 0.1  # water adds at most 0.5 · 238/255: no clipping, water and mud act linearly
+    xq = np.round(x * 255) / 255
+    mud = C._LUMA @ (np.array([63, 42, 20]) / 255)
+    for severity in C.SEVERITIES:
+        out = C.corrupt(x, "spatter", severity, seed=2)
+        changed = np.abs(out - xq) > 1.01 / 255
+        assert 0.01 < changed.mean() < 0.4
+        # drops, not salt: a changed pixel's right neighbour is changed far more often than chance (which
+        # is the changed fraction; measured 2.7–12 times as often)
+        right_given_changed = (changed[..., :-1] & changed[..., 1:]).sum() / changed[..., :-1].sum()
+        assert right_given_changed > 2 * changed.mean()
+        if C.SEVERITY_PARAMS["spatter"][severity - 1][5] == 0:  # water adds a pale colour
+            assert (out >= xq - 1.01 / 255).all()
+        else:  # mud moves pixels towards the mud brown (its luminance for greyscale)
+            lo, hi = np.minimum(xq, mud) - 1.01 / 255, np.maximum(xq, mud) + 1.01 / 255
+            assert ((out >= lo) & (out <= hi)).all()
+            assert np.abs(out[changed] - mud).mean() < np.abs(xq[changed] - mud).mean()
+    # greyscale spatter is the luminance of the colour one on a grey RGB image
+    grey_rgb = np.repeat(x, 3, axis=1)
+    for severity in (3, 5):
+        colour = C.corrupt(grey_rgb, "spatter", severity, seed=2)
+        np.testing.assert_allclose(np.einsum("c,nchw->nhw", C._LUMA, colour)[:, None],
+                                   C.corrupt(x, "spatter", severity, seed=2), atol=1.51 / 255)
 
 
 def test_bad_input_is_refused(images):

@@ -86,3 +86,16 @@ def test_unknown_layer_is_refused():
 
     with pytest.raises(ValueError, match="valid choices"):
         capture_activations(InplaceNet(), torch.randn(2, 4), ["conv9"])
+
+
+def test_transform_runs_inside_the_hook_before_an_inplace_op():
+    # a transform that returns a new tensor sees fc1's output before the in-place ReLU overwrites it
+    torch.manual_seed(0)
+    net = InplaceNet()
+    x = torch.randn(16, 4)
+    expected = net.fc1(x).detach()
+    assert (expected < 0).any()
+    grams = capture_activations(net, x, ["fc1", "act"], batch_size=16, transform=lambda a: a @ a.T)
+    assert grams["fc1"].shape == (16, 16)
+    assert torch.allclose(grams["fc1"], expected @ expected.T, atol=1e-6)
+    assert torch.allclose(grams["act"], expected.clamp_min(0) @ expected.clamp_min(0).T, atol=1e-6)

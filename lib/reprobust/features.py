@@ -28,6 +28,10 @@ class ActivationRecorder:
         Module names as in ``model.named_modules()``.
     detach : bool, default True
         Detach recorded tensors (False keeps the autograd graph, e.g. for a regulariser).
+    transform : callable, optional
+        Applied to each output inside the hook, *instead of* the clone: what it returns is recorded. It
+        must return a new tensor (not a view of the output), which an in-place operation later in the
+        forward pass cannot change — e.g. a Gram matrix, so the features themselves are never stored.
 
     Example
     -------
@@ -36,11 +40,12 @@ class ActivationRecorder:
     >>> rec.activations["act1"].shape
     """
 
-    def __init__(self, model: nn.Module, layers, detach: bool = True):
+    def __init__(self, model: nn.Module, layers, detach: bool = True, transform=None):
         modules = dict(model.named_modules())
         for name in layers:
             check_choice("layer", name, [n for n in modules if n])
         self.model, self.layers, self.detach = model, list(layers), detach
+        self.transform = transform
         self._modules = modules
         self._handles = []
         self.activations: dict = {}
@@ -52,7 +57,7 @@ class ActivationRecorder:
             self._calls[name] += 1
             key = name if k == 0 else f"{name}#{k}"
             out = output.detach() if self.detach else output
-            self.activations[key] = out.clone()
+            self.activations[key] = out.clone() if self.transform is None else self.transform(out)
 
         return hook
 
@@ -75,7 +80,8 @@ class ActivationRecorder:
 
 @torch.no_grad()
 def capture_activations(model: nn.Module, x: torch.Tensor, layers=None, *, batch_size: int = 512,
-                        device=None, flatten: bool = False, include_logits: bool = False) -> dict:
+                        device=None, flatten: bool = False, include_logits: bool = False,
+                        transform=None) -> dict:
     """Activations of ``layers`` for all of ``x``, in eval mode, batched.
 
     Parameters
@@ -91,6 +97,9 @@ def capture_activations(model: nn.Module, x: torch.Tensor, layers=None, *, batch
         Flatten each activation to ``(N, D)``.
     include_logits : bool, default False
         Add the model output under the key ``"logits"``.
+    transform : callable, optional
+        Reduce each batch's activation inside the hook (see :class:`ActivationRecorder`); with several
+        batches the reduced results are concatenated along the first dimension.
 
     Returns
     -------
@@ -103,7 +112,7 @@ def capture_activations(model: nn.Module, x: torch.Tensor, layers=None, *, batch
     model.eval()
     chunks = defaultdict(list)
     try:
-        with ActivationRecorder(model, layers) as rec:
+        with ActivationRecorder(model, layers, transform=transform) as rec:
             for xb in torch.split(x, batch_size):
                 rec.reset()
                 out = model(xb.to(dev))

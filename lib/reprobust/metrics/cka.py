@@ -511,48 +511,83 @@ def _module_name(layer: str) -> str:
 
 
 def _capture_grams(model, x_batch, layers, pool_features: bool) -> torch.Tensor:
-    """Forward one batch, capture ``layers`` with cloning hooks, return their stacked linear Grams."""
+    """Forward one batch and return the stacked centred linear Grams of ``layers``, shape (L, n, n).
+
+    Each Gram is formed *inside* the forward hook (``reprobust.features``' ``transform``): centring makes a
+    new tensor, so a later in-place op cannot reach it, and the layer's features are never stored.
+    """
     from ..features import capture_activations  # lazy: keeps the pure metric importable on its own
 
-    modules = list(dict.fromkeys(_module_name(name) for name in layers))
-    acts = capture_activations(model, x_batch, modules, batch_size=len(x_batch), device=x_batch.device)
-    feats = []
-    for name in layers:
-        if name not in acts:
-            raise ValueError(f"layer {name!r} produced no activation; recorded: {', '.join(acts)}")
-        a = acts[name].to(x_batch.device)
+    def gram(a):
         if pool_features and a.ndim == 4:
             a = a.mean(dim=(2, 3))  # global average pooling, the authors' --pool_features
-        feats.append(a)
-    return centred_linear_grams(feats)
+        return centred_linear_gram(a)
+
+    modules = list(dict.fromkeys(_module_name(name) for name in layers))
+    grams = capture_activations(model, x_batch, modules, batch_size=len(x_batch), device=x_batch.device,
+                                transform=gram)
+    missing = [name for name in layers if name not in grams]
+    if missing:
+        raise ValueError(f"layer {missing[0]!r} produced no activation; recorded: {', '.join(grams)}")
+    return torch.stack([grams[name] for name in layers]).to(x_batch.device)
 
 
-def centred_linear_grams(features: Sequence) -> torch.Tensor:
-    """Linear Grams of batch-centred features, formed in the features' own precision.
+def _blas_threads_like_torch():
+    """Limit NumPy/SciPy BLAS (used by ``_self_product``) to torch's CPU thread count for the block."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=torch.get_num_threads(), user_api="blas")
+
+
+def _self_product(f: torch.Tensor) -> torch.Tensor:
+    """``f @ f.T`` of a 2-D tensor. On CPU, BLAS ``?syrk`` forms only one triangle: half the flops.
+
+    Measured on the benchmark's layers (250 examples, 256–4,096 features, one thread): 1.4–2× faster
+    than the general product, equal to it up to summation order.
+    """
+    if f.device.type != "cpu" or f.dtype not in (torch.float32, torch.float64) or f.requires_grad:
+        return f @ f.T
+    from scipy.linalg import blas
+
+    a = np.ascontiguousarray(f.numpy())  # (n, d); a.T is a Fortran-ordered (d, n) view, no copy
+    syrk = blas.ssyrk if a.dtype == np.float32 else blas.dsyrk
+    # (a.T)ᵀ a.T = a aᵀ; syrk writes the upper triangle of a zero-initialised result
+    upper = torch.from_numpy(syrk(1.0, a.T, trans=1))
+    return upper + upper.triu(1).T
+
+
+def centred_linear_gram(features) -> torch.Tensor:
+    """Linear Gram of batch-centred features, formed in the features' own precision.
 
     Subtracting each feature's batch mean first is exact for CKA: a constant shift ``x_i + c`` adds
     ``a·1ᵀ + 1·aᵀ + const`` to ``K``, which both the biased (``HKH``) and the unbiased (U-) centring
     remove. It also keeps float32 products accurate (a large shared mean would otherwise swamp the
     variation), so float32 activations get float32 matrix products — about twice as fast on a CPU as
-    float64 — and only the n×n Grams are promoted to float64 for centring and accumulation.
+    float64 — and only the n×n Gram is promoted to float64 for centring and accumulation.
 
     Parameters
     ----------
-    features : sequence of L tensors, each of shape (n_examples, ...)
+    features : tensor or array of shape (n_examples, ...)
 
     Returns
     -------
-    grams : torch.Tensor of shape (L, n_examples, n_examples), float64
+    gram : torch.Tensor of shape (n_examples, n_examples), float64
+
+    Example
+    -------
+    >>> centred_linear_gram(torch.ones(3, 2)).abs().max().item()  # constant features: nothing left
+    0.0
     """
-    grams = []
-    for f in features:
-        f = torch.as_tensor(f)
-        f = f.reshape(f.shape[0], -1)
-        if not f.is_floating_point():
-            f = f.to(torch.float64)
-        f = f - f.mean(dim=0, keepdim=True)
-        grams.append((f @ f.T).to(torch.float64))
-    return torch.stack(grams)
+    f = torch.as_tensor(features)
+    f = f.reshape(f.shape[0], -1)
+    if not f.is_floating_point():
+        f = f.to(torch.float64)
+    return _self_product(f - f.mean(dim=0, keepdim=True)).to(torch.float64)
+
+
+def centred_linear_grams(features: Sequence) -> torch.Tensor:
+    """``centred_linear_gram`` of each of L layers' features on the same n examples, stacked: (L, n, n)."""
+    return torch.stack([centred_linear_gram(f) for f in features])
 
 
 HOOKED_TYPES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Linear)
@@ -731,7 +766,7 @@ def layer_cka(
         from tqdm.auto import tqdm
 
         iterator = tqdm(batches, desc="CKA batches", mininterval=5, leave=False)
-    with torch.no_grad():
+    with torch.no_grad(), _blas_threads_like_torch():
         for idx in iterator:
             index = torch.as_tensor(idx)
             grams_a = _capture_grams(model_a, x[index].to(dev), layers_a, pool_features)
@@ -859,7 +894,7 @@ def layer_first_pc_explained_variance(
     x = torch.as_tensor(x)
     layers = list(layers if layers is not None else model.layer_names)
     idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:max_examples])
-    with torch.no_grad():
+    with torch.no_grad(), _blas_threads_like_torch():
         grams = _capture_grams(model, x[torch.as_tensor(idx)].to(resolve_device(device)), layers, pool_features)
     return first_pc_explained_variance(grams)
 
