@@ -107,8 +107,10 @@ S
 #   128 so every class appears in each batch; SGD (momentum 0.9, Nesterov), cosine learning rate,
 #   weight decay 5e-4.
 # - **Corruptions:** our numpy/scipy re-implementation with the **CIFAR-10-C strength parameters**
-#   (15 families: 4 noise, 5 blur, fog, brightness, contrast, elastic, pixelate, JPEG; frost, snow and
-#   spatter are not implemented and saturate needs colour). Generated once per seed and cached as
+#   (17 on greyscale: 4 noise, 5 blur, snow, fog, spatter, brightness, contrast, elastic, pixelate,
+#   JPEG; frost is not implemented — it needs the original's frost photographs — and saturate needs
+#   colour; snow's streaks and spatter's drop edges use numpy/scipy stand-ins for ImageMagick/OpenCV,
+#   see `reprobust.corruptions`). Generated once per seed and cached as
 #   8-bit images; all severities of a corruption share their random draws.
 # - **Attacks:** FGSM and PGD (L∞, random start, 10 steps of 2.5·ε/steps) in [0, 1] pixel space,
 #   eval-mode BatchNorm; robustness = mean PGD accuracy over ε ∈ {0} ∪ grid (area under the curve).
@@ -435,5 +437,5 @@ table[["claim", "statistic", "value", "ci_low", "ci_high", "verdict"]].round(4)
 # seeds is of the same order as the effects the paper reports on CIFAR-10 / Tiny ImageNet, so
 # "inconclusive" is a common and honest outcome here; rerun with `-p n_seeds 3` or on the `full`
 # profile for tighter intervals. Not reproduced at this scale: Tiny ImageNet / ResNet-18/50, the real
-# CIFAR-10-C (only on `full`), frost / snow / spatter corruptions, and the bidirectional causal
+# CIFAR-10-C (only on `full`), the frost corruption, and the bidirectional causal
 # experiments (AugMix, adversarial training) mentioned on the first author's website.
