@@ -347,3 +347,16 @@ def test_self_product_equals_the_general_product(dtype, shape):
         assert out.dtype == dtype and out.shape == (shape[0], shape[0])
         torch.testing.assert_close(out, g @ g.T, rtol=1e-5 if dtype == torch.float32 else 1e-12, atol=1e-4)
         assert torch.equal(out, out.T)
+
+
+def test_overwrite_grams_gives_the_same_cka_and_only_then_changes_the_input():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 6))
+    grams = C.stack_grams([x, np.tanh(x), x @ rng.normal(size=(6, 3))])
+    kept = grams.clone()
+    plain, overwritten = C.MinibatchCKA(), C.MinibatchCKA()
+    plain.update(grams)
+    assert torch.equal(grams, kept)  # default: the caller's Grams are left alone
+    overwritten.update(grams, overwrite_grams=True)
+    np.testing.assert_array_equal(plain.compute(), overwritten.compute())
+    assert not torch.equal(grams, kept)  # centred in place

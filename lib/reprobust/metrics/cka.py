@@ -125,10 +125,13 @@ def gram_rbf(x, threshold: float = 1.0) -> torch.Tensor:
     return torch.exp(-sq_distances / (2 * threshold**2 * _median(sq_distances)))
 
 
-def _center_gram_stacked(grams: torch.Tensor, unbiased: bool) -> torch.Tensor:
-    """Centre a stack (..., n, n) of symmetric Grams without input checks (float64 copy)."""
+def _center_gram_stacked(grams: torch.Tensor, unbiased: bool, overwrite: bool = False) -> torch.Tensor:
+    """Centre a stack (..., n, n) of symmetric Grams without input checks (a float64 copy, or ``grams``
+    itself when ``overwrite`` and it is float64 already)."""
     n = grams.shape[-1]
-    centred = grams.to(torch.float64).clone()
+    centred = grams.to(torch.float64)
+    if not (overwrite and centred is grams):
+        centred = centred.clone()
     if unbiased:
         # U-statistic centring (Székely & Rizzo 2014); ⟨Ũ_K, Ũ_L⟩ / (n(n−3)) = HSIC₁ exactly.
         centred.diagonal(dim1=-2, dim2=-1).zero_()
@@ -403,7 +406,7 @@ class MinibatchCKA:
         self._self_b = None
         self.n_batches = 0
 
-    def _centre_flat(self, grams) -> torch.Tensor:
+    def _centre_flat(self, grams, overwrite: bool = False) -> torch.Tensor:
         grams = _as_float64(grams)
         if grams.ndim == 2:
             grams = grams[None]
@@ -414,10 +417,10 @@ class MinibatchCKA:
                 f"minibatch CKA needs at least {MIN_BATCH_EXAMPLES} examples per batch (HSIC₁ divides by "
                 f"n(n-3)); got a batch of n={n}; use a larger batch_size or drop the short last batch"
             )
-        centred = _center_gram_stacked(grams, unbiased=self.estimator == "unbiased")
+        centred = _center_gram_stacked(grams, unbiased=self.estimator == "unbiased", overwrite=overwrite)
         return centred.reshape(centred.shape[0], n * n)
 
-    def update(self, grams_a, grams_b=None) -> None:
+    def update(self, grams_a, grams_b=None, overwrite_grams: bool = False) -> None:
         """Add one batch.
 
         Parameters
@@ -427,9 +430,12 @@ class MinibatchCKA:
         grams_b : array-like of shape (L_b, n, n), optional
             Model B's Grams on the *same* examples in the same order. ``None`` compares model A with itself
             (a within-model heatmap) and reuses the centred stack instead of building it twice.
+        overwrite_grams : bool, default=False
+            Allow float64 Grams to be centred in place (saves a copy; the caller's Grams are then
+            overwritten), like SciPy's ``overwrite_a``.
         """
-        flat_a = self._centre_flat(grams_a)
-        flat_b = flat_a if grams_b is None else self._centre_flat(grams_b)
+        flat_a = self._centre_flat(grams_a, overwrite_grams)
+        flat_b = flat_a if grams_b is None else self._centre_flat(grams_b, overwrite_grams)
         n_a = int(round(flat_a.shape[1] ** 0.5))
         n_b = int(round(flat_b.shape[1] ** 0.5))
         if n_a != n_b:
@@ -771,10 +777,10 @@ def layer_cka(
             index = torch.as_tensor(idx)
             grams_a = _capture_grams(model_a, x[index].to(dev), layers_a, pool_features)
             if within:
-                acc.update(grams_a)
+                acc.update(grams_a, overwrite_grams=True)
             else:
                 xb = (x if x_b is None else x_b)[index].to(dev)
-                acc.update(grams_a, _capture_grams(model_b, xb, layers_b, pool_features))
+                acc.update(grams_a, _capture_grams(model_b, xb, layers_b, pool_features), overwrite_grams=True)
     return acc.compute()
 
 
