@@ -114,6 +114,12 @@ def _colour(rgb: np.ndarray, num_channels: int) -> np.ndarray:
     return (rgb if num_channels == 3 else np.array([_LUMA @ rgb]))[None, :, None, None]
 
 
+def _blur_images(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of the last two (H, W) axes only, as skimage's ``gaussian`` in the original scripts
+    (edge pixels repeated, kernel cut at 4σ)."""
+    return ndimage.gaussian_filter(x, sigma=(0,) * (x.ndim - 2) + (sigma, sigma), mode="nearest", truncate=4.0)
+
+
 def _box3(x: np.ndarray) -> np.ndarray:
     """3×3 mean of every (H, W) slice of an (N, H, W) array, reflect-101 borders (cv2.blur)."""
     return ndimage.uniform_filter(x, size=(1, 3, 3), mode="mirror")
@@ -259,13 +265,13 @@ def _speckle_noise(x, c, rng):
 
 
 def _gaussian_blur(x, c, rng):
-    return ndimage.gaussian_filter(x, sigma=(0, 0, c, c), mode="nearest", truncate=4.0)
+    return _blur_images(x, c)
 
 
 def _glass_blur(x, c, rng):
     sigma, delta, iterations = c
     n, _, h, w = x.shape
-    x = ndimage.gaussian_filter(x, sigma=(0, 0, sigma, sigma), mode="nearest", truncate=4.0)
+    x = _blur_images(x, sigma)
     x = np.floor(np.clip(x, 0, 1) * 255) / 255  # the original quantises to 8 bits between the blurs
     images = np.arange(n)
     # locally shuffle pixels: sweep the image bottom-right to top-left, swapping each pixel with a random
@@ -278,7 +284,7 @@ def _glass_blur(x, c, rng):
                 here = x[images, :, row, col].copy()
                 x[images, :, row, col] = x[images, :, r2, c2]
                 x[images, :, r2, c2] = here
-    return ndimage.gaussian_filter(x, sigma=(0, 0, sigma, sigma), mode="nearest", truncate=4.0)
+    return _blur_images(x, sigma)
 
 
 def _defocus_blur(x, c, rng):
@@ -343,12 +349,11 @@ def _spatter(x, c, rng):
     loc, scale, sigma, threshold, strength, mud = c
     n, nc, h, w = x.shape
     liquid = rng.normal(loc=loc, scale=scale, size=(n, h, w))
-    liquid = ndimage.gaussian_filter(liquid, sigma=(0, sigma, sigma), mode="nearest", truncate=4.0)
+    liquid = _blur_images(liquid, sigma)
     liquid[liquid < threshold] = 0
     if mud:
         # mud: opaque brown where a blurred copy of the liquid mask stays above 0.8
-        m = ndimage.gaussian_filter((liquid > threshold).astype(np.float64), sigma=(0, strength, strength),
-                                    mode="nearest", truncate=4.0)
+        m = _blur_images((liquid > threshold).astype(np.float64), strength)
         m[m < 0.8] = 0
         m = m[:, None]
         return x * (1 - m) + m * _colour(_MUD, nc)
