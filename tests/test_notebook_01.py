@@ -12,7 +12,6 @@ def test_notebook_01_smoke(run_smoke):
                 "metric_vs_attack", "accuracy_vs_metric"):
         assert f"{fig}.png" in names, fig
     claims = pd.read_csv(folder / "claims.csv")
-    assert set(claims["verdict"]) <= {"supported", "not supported", "inconclusive"}
     assert claims["claim"].str.contains("correlate").any() and claims["claim"].str.contains("CapsNet|capsule").any()
     metrics = pd.read_csv(folder / "metrics.csv")
     assert (metrics["dbi"] > 0).all() and metrics["amalgam"].between(0, 2).all()

@@ -6,7 +6,7 @@ import pytest
 
 FIGURES = ("knn_composition", "projection_distances", "preimages_mlp", "preimages_cnn", "umap_mlp", "umap_cnn",
            "snnl_ratio")
-TABLES = ("attack_summary", "knn_composition", "projection_distances", "snnl", "claims")
+TABLES = ("attack_summary", "knn_composition", "projection_distances", "snnl")
 
 
 @pytest.mark.slow
@@ -15,7 +15,6 @@ def test_notebook_02_smoke(run_smoke):
 
     claims = pd.read_csv(folder / "claims.csv")
     assert len(claims) == 12  # six claims for each of the two models
-    assert set(claims["verdict"]) <= {"supported", "not supported", "inconclusive"}
     attacks = pd.read_csv(folder / "attack_summary.csv")
     assert {"L∞ PGD", "L2 C&W", "L1 EAD", "L0 pixel"} <= set(attacks["attack"])
     assert attacks["success rate"].between(0, 1).all()

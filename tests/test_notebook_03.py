@@ -5,7 +5,7 @@ import pytest
 
 FIGURES = ("within_model_cka", "cross_model_cka", "clean_vs_adversarial", "robust_overfitting", "threat_models",
            "width_sweep", "first_pc_variance")
-TABLES = ("block_structure", "model_accuracy", "width_sweep", "claims")
+TABLES = ("block_structure", "model_accuracy", "width_sweep")
 
 
 @pytest.mark.slow
@@ -14,7 +14,6 @@ def test_notebook_03_smoke(run_smoke):
 
     claims = pd.read_csv(folder / "claims.csv")
     assert len(claims) == 7
-    assert set(claims["verdict"]) <= {"supported", "not supported", "inconclusive"}
     # Every model used is reported with clean and PGD accuracy, all proper fractions.
     acc = pd.read_csv(folder / "model_accuracy.csv")
     assert {"standard#0", "linf#0", "l2#0"} <= set(acc["model"])

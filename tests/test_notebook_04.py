@@ -6,7 +6,7 @@ import pytest
 
 FIGURES = ("corruption_examples", "si_accuracy_vs_alpha", "corruption_robustness", "adversarial_robustness",
            "dimensionality", "gradient_variability", "tradeoff_summary")
-TABLES = ("per_model", "corruption_per_type", "dimensionality", "gradient_variability", "claims")
+TABLES = ("per_model", "corruption_per_type", "dimensionality", "gradient_variability")
 
 
 @pytest.mark.slow
@@ -15,7 +15,6 @@ def test_notebook_04_smoke(run_smoke):
 
     claims = pd.read_csv(folder / "claims.csv")
     assert len(claims) == 10
-    assert set(claims["verdict"]) <= {"supported", "not supported", "inconclusive"}
     models = pd.read_csv(folder / "per_model.csv")
     assert sorted(models["alpha"]) == [-1.0, 0.0, 1.0]  # smoke grid, one seed
     fractions = models[["mean_si", "dead_fraction", "clean_acc", "corrupted_acc", "pgd_auc"]].to_numpy()

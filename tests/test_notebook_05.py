@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 FIGURES = ("theory_check", "accuracy_vs_map_size", "upsampling_sweep", "eps_sweep")
-TABLES = ("synthetic_slopes", "configurations", "results", "claims")
+TABLES = ("synthetic_slopes", "configurations", "results")
 
 
 @pytest.mark.slow
@@ -13,7 +13,6 @@ def test_notebook_05_smoke(run_smoke):
 
     claims = pd.read_csv(folder / "claims.csv")
     assert len(claims) >= 10
-    assert set(claims["verdict"]) <= {"supported", "not supported", "inconclusive"}
     # The configuration table reports the receptive field next to the map size, and upsampling costs FLOPs.
     configs = pd.read_csv(folder / "configurations.csv").set_index("config")
     assert {"map_side", "receptive_field", "covers_image", "MFLOPs_per_image"} <= set(configs.columns)
