@@ -57,7 +57,7 @@ def test_upsampling_keeps_attack_gradients_at_input_resolution():
     assert x.grad.shape == x.shape
 
 
-@pytest.mark.parametrize("bad", [dict(name="alexnet"), dict(name="cnn", strides="12"), dict(name="cnn", head="median"),
+@pytest.mark.parametrize("bad", [dict(name="googlenet"), dict(name="cnn", strides="12"), dict(name="cnn", head="median"),
                                  dict(name="resnet", depth=10), dict(name="cnn", upsample=0)])
 def test_bad_model_options_are_one_line_errors(bad):
     name = bad.pop("name")

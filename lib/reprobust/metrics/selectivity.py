@@ -379,7 +379,9 @@ def _register():
         ``layers`` defaults to every ReLU module of ``model`` (:func:`relu_layer_names`).
         """
         layers = relu_layer_names(model) if layers is None else list(layers)
-        num_classes = model.classifier.out_features if hasattr(model, "classifier") else None
+        head = getattr(model, "classifier", None)
+        # A dense classifier (most models) or a 1×1 class-map convolution (NIN, All-CNN-C).
+        num_classes = getattr(head, "out_features", None) or getattr(head, "out_channels", None)
         if num_classes is None:
             raise ValueError("model has no 'classifier' linear layer; valid: a reprobust.models model")
         return layers, SelectivityRegularizer(alpha, layers, num_classes, eps)
