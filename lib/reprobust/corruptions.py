@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -678,8 +679,34 @@ def _params_repr(names) -> str:
                      for p in SEVERITY_PARAMS[n]] for n in names})
 
 
+#: Corruptions of the Tiny ImageNet-C release (Zenodo record 2536630): the 15 benchmark corruptions.
+TINY_IMAGENET_C_CORRUPTIONS = (
+    "gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
+    "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression")
+
+#: Published archives of the corrupted test sets: (url, file name, MD5 or None where none is published
+#: that we could confirm), fetched with torchvision's ``download_and_extract_archive``.
+CORRUPTED_ARCHIVES = {
+    "cifar10c": ("https://zenodo.org/records/2535967/files/CIFAR-10-C.tar", "CIFAR-10-C.tar",
+                 "56bf5dcef84df0e2308c6dcbcbbd8499"),
+    "tiny_imagenet_c": ("https://zenodo.org/records/2536630/files/Tiny-ImageNet-C.tar", "Tiny-ImageNet-C.tar", None),
+}
+
+
+def _download_allowed(download: bool) -> bool:
+    return bool(download) or os.environ.get("REPROBUST_ALLOW_DOWNLOAD") == "1"
+
+
+def _download_archive(which: str, root: Path) -> None:
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    url, filename, md5 = CORRUPTED_ARCHIVES[which]
+    download_and_extract_archive(url, str(root), filename=filename, md5=md5)
+
+
 def load_cifar10c(data_dir, corruptions: Sequence[str] | None = None,
-                  severities: Iterable[int] = SEVERITIES, n_per_severity: int | None = None) -> CorruptedSet:
+                  severities: Iterable[int] = SEVERITIES, n_per_severity: int | None = None,
+                  download: bool = False) -> CorruptedSet:
     """Load the real CIFAR-10-C release (``<data_dir>/CIFAR-10-C/<corruption>.npy`` + ``labels.npy``).
 
     Each file holds the 10,000 test images at severities 1..5 stacked (50,000 × 32 × 32 × 3, uint8).
@@ -693,6 +720,9 @@ def load_cifar10c(data_dir, corruptions: Sequence[str] | None = None,
     severities : iterable of int in 1..5
     n_per_severity : int, optional
         Keep the first ``n`` images of each severity (default all 10,000).
+    download : bool, default False
+        Fetch and extract ``CIFAR-10-C.tar`` (2.9 GB, MD5-checked) when files are missing (also when
+        ``REPROBUST_ALLOW_DOWNLOAD=1``, what ``--allow-download`` sets).
 
     Returns
     -------
@@ -712,16 +742,21 @@ def load_cifar10c(data_dir, corruptions: Sequence[str] | None = None,
     severities = tuple(int(check_choice("severity", s, SEVERITIES)) for s in severities)
     needed = [f"{n}.npy" for n in names] + ["labels.npy"]
     missing = [f for f in needed if not (root / f).is_file()]
+    if missing and _download_allowed(download):
+        _download_archive("cifar10c", root.parent if root.name == "CIFAR-10-C" else root)
+        root = root if root.name == "CIFAR-10-C" else root / "CIFAR-10-C"
+        missing = [f for f in needed if not (root / f).is_file()]
     if missing:
         raise FileNotFoundError(
             f"CIFAR-10-C files not found under {root} (missing: {', '.join(missing)}); download "
-            "https://zenodo.org/record/2535967/files/CIFAR-10-C.tar and extract it into --data-dir")
-    labels_all = np.load(root / "labels.npy", mmap_mode="r")
+            "https://zenodo.org/record/2535967/files/CIFAR-10-C.tar and extract it into --data-dir "
+            "(or run with --allow-download)")
+    labels_all = _load_npy(root / "labels.npy")
     per_sev = labels_all.shape[0] // 5
     n = per_sev if n_per_severity is None else int(check_range("n_per_severity", n_per_severity, 1, per_sev))
     out = np.empty((len(names), len(severities), n, 3, 32, 32), dtype=np.uint8)
     for k, name in enumerate(names):
-        data = np.load(root / f"{name}.npy", mmap_mode="r")
+        data = _load_npy(root / f"{name}.npy")
         if data.shape[0] != labels_all.shape[0] or data.shape[1:] != (32, 32, 3):
             raise ValueError(f"{root / (name + '.npy')} has shape {data.shape}; valid: "
                              f"({labels_all.shape[0]}, 32, 32, 3)")
@@ -729,6 +764,101 @@ def load_cifar10c(data_dir, corruptions: Sequence[str] | None = None,
             start = (severity - 1) * per_sev
             out[k, s] = np.moveaxis(np.asarray(data[start:start + n]), -1, 1)
     return CorruptedSet(names, severities, out, np.asarray(labels_all[:n]).astype(np.int64))
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """Memory-map one ``.npy`` of a release; a damaged file is a one-line error naming it."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except (ValueError, OSError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(f"{path} cannot be read ({reason}); delete it and extract it again from "
+                         "https://zenodo.org/record/2535967/files/CIFAR-10-C.tar") from None
+
+
+def load_tiny_imagenet_c(data_dir, corruptions: Sequence[str] | None = None,
+                         severities: Iterable[int] = SEVERITIES, n_per_severity: int | None = None,
+                         download: bool = False) -> CorruptedSet:
+    """Load the real Tiny ImageNet-C release (``<data_dir>/Tiny-ImageNet-C/<corruption>/<severity>/<wnid>/*.JPEG``).
+
+    Each (corruption, severity) folder holds the 10,000 Tiny ImageNet validation images (64×64). Class
+    ``i`` is the ``i``-th sorted WordNet id (as for :func:`reprobust.data.load_dataset` ``'tiny_imagenet'``).
+    Images are ordered by file name (``val_<k>.JPEG``, i.e. the validation set's own, class-mixed
+    order), so ``n_per_severity`` keeps a mixed subset, the same images for every corruption.
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        Directory containing ``Tiny-ImageNet-C/`` (or that directory itself).
+    corruptions : sequence of str, optional
+        Default: all of :data:`TINY_IMAGENET_C_CORRUPTIONS`.
+    severities : iterable of int in 1..5
+    n_per_severity : int, optional
+    download : bool, default False
+        Fetch and extract ``Tiny-ImageNet-C.tar`` from Zenodo when folders are missing (also when
+        ``REPROBUST_ALLOW_DOWNLOAD=1``).
+
+    Returns
+    -------
+    CorruptedSet with images of shape (K, S, n, 3, 64, 64)
+
+    Raises
+    ------
+    FileNotFoundError
+        Naming the missing folder and where to get it.
+    ValueError
+        A folder whose files differ from the first one's, or an unreadable image (one line, naming it).
+    """
+    from .data import _decode_images
+
+    root = Path(data_dir)
+    if (root / "Tiny-ImageNet-C").is_dir():
+        root = root / "Tiny-ImageNet-C"
+    names = TINY_IMAGENET_C_CORRUPTIONS if corruptions is None else tuple(corruptions)
+    for name in names:
+        check_choice("Tiny ImageNet-C corruption", name, TINY_IMAGENET_C_CORRUPTIONS)
+    severities = tuple(int(check_choice("severity", s, SEVERITIES)) for s in severities)
+    needed = [f"{n}/{s}" for n in names for s in severities]
+    missing = [f for f in needed if not (root / f).is_dir()]
+    if missing and _download_allowed(download):
+        _download_archive("tiny_imagenet_c", root.parent if root.name == "Tiny-ImageNet-C" else root)
+        root = root if root.name == "Tiny-ImageNet-C" else root / "Tiny-ImageNet-C"
+        missing = [f for f in needed if not (root / f).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"Tiny ImageNet-C folders not found under {root} (missing: {', '.join(missing[:5])}"
+            f"{', ...' if len(missing) > 5 else ''}); download https://zenodo.org/records/2536630/files/"
+            "Tiny-ImageNet-C.tar and extract it into --data-dir (or run with --allow-download)")
+
+    def listing(folder: Path):
+        files = sorted(folder.glob("*/*.JPEG"), key=lambda p: (_natural_key(p.name), p.parent.name))
+        return files
+
+    first = listing(root / needed[0])
+    if not first:
+        raise FileNotFoundError(f"no <wnid>/*.JPEG images under {root / needed[0]}; extract "
+                                "Tiny-ImageNet-C.tar into --data-dir")
+    wnids = sorted({p.parent.name for p in first})
+    index = {w: i for i, w in enumerate(wnids)}
+    n = len(first) if n_per_severity is None else int(check_range("n_per_severity", n_per_severity, 1, len(first)))
+    keys = [(p.parent.name, p.name) for p in first[:n]]
+    labels = np.array([index[w] for w, _ in keys], dtype=np.int64)
+    out = np.empty((len(names), len(severities), n, 3, 64, 64), dtype=np.uint8)
+    for k, name in enumerate(names):
+        for s, severity in enumerate(severities):
+            folder = root / name / str(severity)
+            files = listing(folder)[:n]
+            if [(p.parent.name, p.name) for p in files] != keys:
+                raise ValueError(f"{folder} does not hold the same images as {root / needed[0]}; "
+                                 "extract Tiny-ImageNet-C.tar again")
+            out[k, s] = np.moveaxis(_decode_images(files, 64, source=CORRUPTED_ARCHIVES['tiny_imagenet_c'][0]), -1, 1)
+    return CorruptedSet(names, severities, out, labels)
+
+
+def _natural_key(name: str):
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
 
 
 @torch.no_grad()

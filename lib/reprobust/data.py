@@ -3,7 +3,15 @@
 ``digits`` (scikit-learn's bundled 8×8 handwritten digits, 1,797 images) works offline and is the
 default for the ``smoke`` and ``quick`` profiles. ``mnist``, ``fashion_mnist`` and ``cifar10`` go
 through torchvision's own loaders reading the standard on-disk formats (idx files, pickled batches)
-from a data directory; they download only when asked.
+from a data directory; ``tiny_imagenet`` reads the release's folders (``train/<wnid>/images/*.JPEG``,
+``val/images`` + ``val_annotations.txt``). They download only when asked (torchvision's downloaders).
+
+Checksums: where MD5s are published for the files on disk (CIFAR-10's batches, the MNIST /
+Fashion-MNIST ``.gz`` archives torchvision keeps in ``raw/``) they are verified once per process; a
+missing or damaged file is a one-line error naming the file, where it was expected and how to obtain
+it. A data directory written by :mod:`reprobust.synthetic_data` (tests) carries a marker file and is
+not checksummed. The corrupted test sets (CIFAR-10-C, Tiny ImageNet-C) are read by
+:mod:`reprobust.corruptions`.
 
 Images are float32 tensors of shape ``(N, C, H, W)`` in ``[0, 1]``; labels are int64 of shape
 ``(N,)``. Normalisation is *not* applied here: it lives inside each model, so that every attack
@@ -13,6 +21,7 @@ works in pixel space.
 from __future__ import annotations
 
 import os
+import pickle
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
@@ -24,7 +33,7 @@ import torch.nn.functional as F
 from .paths import default_data_dir
 from .validation import check_choice, check_range
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "tiny_imagenet")
 
 #: Files torchvision reads for each data set, relative to ``data_dir``.
 REQUIRED_FILES = {
@@ -37,7 +46,83 @@ REQUIRED_FILES = {
     "cifar10": [f"cifar-10-batches-py/{f}" for f in (
         "data_batch_1", "data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5",
         "test_batch", "batches.meta")],
+    "tiny_imagenet": [f"tiny-imagenet-200/{f}" for f in (
+        "wnids.txt", "train", "val/images", "val/val_annotations.txt")],
 }
+
+#: Where each data set comes from (what a missing-file error tells the user to do).
+SOURCES = {
+    "mnist": "torchvision.datasets.MNIST (https://ossci-datasets.s3.amazonaws.com/mnist/)",
+    "fashion_mnist": "torchvision.datasets.FashionMNIST (http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/)",
+    "cifar10": "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz (extract into --data-dir)",
+    "tiny_imagenet": "http://cs231n.stanford.edu/tiny-imagenet-200.zip (extract into --data-dir)",
+}
+
+#: Published archives fetched with torchvision's ``download_and_extract_archive`` (url, file name, MD5)
+#: for the data sets torchvision has no class for.
+ARCHIVES = {
+    "tiny_imagenet": ("http://cs231n.stanford.edu/tiny-imagenet-200.zip", "tiny-imagenet-200.zip",
+                      "90528d7ca1a48142e341f4ef8d21d0de"),
+}
+
+#: Marker file :mod:`reprobust.synthetic_data` writes into a synthetic data directory.
+SYNTHETIC_MARKER = "REPROBUST_SYNTHETIC_DATA.json"
+
+
+def published_md5s(name: str) -> dict:
+    """``{relative path: MD5}`` of the files on disk whose checksums are published (torchvision's lists).
+
+    CIFAR-10: the six batches and ``batches.meta``. MNIST / Fashion-MNIST: the ``.gz`` archives (the
+    extracted idx files have no published checksum; they are checked only when their archive is present).
+    Tiny ImageNet: none (only its zip archive has one, checked on download).
+    """
+    import torchvision.datasets as tvd
+
+    if name == "cifar10":
+        files = tvd.CIFAR10.train_list + tvd.CIFAR10.test_list + [[tvd.CIFAR10.meta["filename"], tvd.CIFAR10.meta["md5"]]]
+        return {f"cifar-10-batches-py/{f}": md5 for f, md5 in files}
+    if name in ("mnist", "fashion_mnist"):
+        cls = tvd.MNIST if name == "mnist" else tvd.FashionMNIST
+        folder = "MNIST" if name == "mnist" else "FashionMNIST"
+        return {f"{folder}/raw/{f}": md5 for f, md5 in cls.resources}
+    return {}
+
+
+def is_synthetic(root) -> bool:
+    """Whether ``root`` was written by :mod:`reprobust.synthetic_data` (so checksums cannot match)."""
+    return (Path(root) / SYNTHETIC_MARKER).is_file()
+
+
+def file_md5(path, chunk: int = 1 << 22) -> str:
+    """Hex MD5 of a file, read in chunks."""
+    import hashlib
+
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_files(name: str, root) -> None:
+    """Check the published MD5 of every file of ``name`` present under ``root``.
+
+    Raises
+    ------
+    ValueError
+        One line naming the damaged file, its expected location and how to obtain it again.
+    """
+    root = Path(root)
+    if is_synthetic(root):
+        return
+    for rel, md5 in published_md5s(name).items():
+        path = root / rel
+        if rel.endswith(".gz") and not path.exists():
+            continue  # MNIST's archives are optional once extracted
+        if path.exists() and file_md5(path) != md5:
+            raise ValueError(f"{name} file {path} is damaged (MD5 {file_md5(path)}, published {md5}); "
+                             f"delete it and obtain it again from {SOURCES[name]} "
+                             f"(or rerun with --allow-download)")
 
 
 @dataclass(frozen=True)
@@ -78,15 +163,101 @@ def _missing_files_error(name: str, root: Path) -> FileNotFoundError:
     missing = [f for f in REQUIRED_FILES[name] if not (root / f).exists()]
     return FileNotFoundError(
         f"{name} files not found under {root} (missing: {', '.join(missing)}); "
-        f"download them with: python -m reprobust.data {name} --data-dir {root} --download")
+        f"obtain them from {SOURCES[name]}, or download them with: "
+        f"python -m reprobust.data {name} --data-dir {root} --download (or run with --allow-download)")
+
+
+def _damaged_file_error(name: str, path: Path, err: Exception) -> ValueError:
+    reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return ValueError(f"{name} file {path} cannot be read ({reason}); delete it and obtain it again from "
+                      f"{SOURCES[name]} (or rerun with --allow-download)")
+
+
+def _decode_images(paths, size: int, source: str | None = None) -> np.ndarray:
+    """Decode image files to a ``(N, size, size, 3)`` uint8 array (greyscale converted to RGB), in
+    parallel threads (PIL releases the GIL while decoding). ``source``: where to obtain a damaged file
+    again (default: Tiny ImageNet's)."""
+    source = source or SOURCES["tiny_imagenet"]
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    out = np.empty((len(paths), size, size, 3), dtype=np.uint8)
+
+    def one(i):
+        try:
+            with Image.open(paths[i]) as im:
+                arr = np.asarray(im.convert("RGB"))
+        except (OSError, SyntaxError) as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ValueError(f"image file {paths[i]} cannot be read ({reason}); delete it and obtain it "
+                             f"again from {source}") from None
+        if arr.shape != (size, size, 3):
+            raise ValueError(f"image file {paths[i]} is {arr.shape[1]}×{arr.shape[0]}; valid: {size}×{size}")
+        out[i] = arr
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(one, range(len(paths))))
+    return out
+
+
+def tiny_imagenet_classes(root) -> list:
+    """The 200 WordNet ids of Tiny ImageNet, sorted (class ``i`` is the ``i``-th; torchvision's
+    ``ImageFolder`` order, also the order of Tiny ImageNet-C's folders)."""
+    path = Path(root) / "tiny-imagenet-200" / "wnids.txt"
+    return sorted(line.strip() for line in path.read_text().splitlines() if line.strip())
+
+
+def _load_tiny_imagenet(root: Path, download: bool):
+    """Tiny ImageNet's train and val splits (val as the test split: its labels are published, the
+    test split's are not)."""
+    root = Path(root)
+    if any(not (root / f).exists() for f in REQUIRED_FILES["tiny_imagenet"]):
+        if not download:
+            raise _missing_files_error("tiny_imagenet", root)
+        from torchvision.datasets.utils import download_and_extract_archive
+
+        url, filename, md5 = ARCHIVES["tiny_imagenet"]
+        download_and_extract_archive(url, str(root), filename=filename, md5=md5)
+    base = root / "tiny-imagenet-200"
+    wnids = tiny_imagenet_classes(root)
+    index = {w: i for i, w in enumerate(wnids)}
+    train_paths, train_labels = [], []
+    for w in wnids:
+        folder = base / "train" / w / "images"
+        if not folder.is_dir():
+            raise FileNotFoundError(f"tiny_imagenet folder {folder} not found (listed in wnids.txt); "
+                                    f"obtain the data set again from {SOURCES['tiny_imagenet']}")
+        files = sorted(folder.glob("*.JPEG"))
+        train_paths += files
+        train_labels += [index[w]] * len(files)
+    val_paths, val_labels = [], []
+    for line in (base / "val" / "val_annotations.txt").read_text().splitlines():
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) < 2 or fields[1] not in index:
+            raise ValueError(f"tiny_imagenet file {base / 'val' / 'val_annotations.txt'} has a bad line "
+                             f"{line!r}; valid: '<file>\\t<wnid>\\t<box>'")
+        val_paths.append(base / "val" / "images" / fields[0])
+        val_labels.append(index[fields[1]])
+    out = []
+    for paths, labels in ((train_paths, train_labels), (val_paths, val_labels)):
+        x = torch.from_numpy(_decode_images(paths, 64)).permute(0, 3, 1, 2)
+        out.append((x.float().div_(255.0).contiguous(), torch.as_tensor(labels, dtype=torch.int64)))
+    return out, len(wnids)
 
 
 def _load_torchvision(name: str, root: Path, download: bool):
     import torchvision
 
     root = Path(root)
+    if name == "tiny_imagenet":
+        return _load_tiny_imagenet(root, download)
     if not download and any(not (root / f).exists() for f in REQUIRED_FILES[name]):
         raise _missing_files_error(name, root)
+    if not download:
+        verify_files(name, root)
     if name == "cifar10":
         cls = _CIFAR10Files
     else:
@@ -94,7 +265,10 @@ def _load_torchvision(name: str, root: Path, download: bool):
                "fashion_mnist": torchvision.datasets.FashionMNIST}[name]
     out = []
     for train in (True, False):
-        ds = cls(root=str(root), train=train, download=download)
+        try:
+            ds = cls(root=str(root), train=train, download=download)
+        except (OSError, EOFError, ValueError, RuntimeError, pickle.UnpicklingError, KeyError) as err:
+            raise _damaged_file_error(name, root / REQUIRED_FILES[name][0].rsplit("/", 1)[0], err) from None
         x = torch.as_tensor(np.asarray(ds.data))
         y = torch.as_tensor(np.asarray(ds.targets), dtype=torch.int64)
         if x.ndim == 3:  # (N, H, W) grey
@@ -168,7 +342,7 @@ def load_dataset(name: str = "digits", *, data_dir=None, download: bool = False,
 
     Parameters
     ----------
-    name : {'digits', 'mnist', 'fashion_mnist', 'cifar10'}
+    name : {'digits', 'mnist', 'fashion_mnist', 'cifar10', 'tiny_imagenet'}
     data_dir : path, optional
         Where torchvision's files live (default :func:`reprobust.paths.default_data_dir`).
         Unused for ``digits``.
