@@ -11,15 +11,19 @@ cache, so an expensive grid point can be computed anywhere and reused everywhere
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import math
+import shutil
 
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .attacks import fgsm, pgd
-from .cache import Cache
+from .augment import random_crop_flip
+from .cache import Cache, atomic_write_bytes
 from .data import leave_one_out, load_dataset, stratified_batches
 from .device import resolve_device
 from .features import ActivationRecorder
@@ -27,7 +31,7 @@ from .models import build_model
 from .validation import check_choice, check_range
 
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step", "multistep", "exponential")
 
 #: Named losses ``fn(logits, y, label_smoothing) -> scalar``; "ce" is cross-entropy.
 LOSSES: dict = {}
@@ -79,12 +83,73 @@ def capsule_margin(logits, y, label_smoothing: float = 0.0):
     return margin_loss(logits, y)
 
 
-def _lr_at(schedule, lr, epoch, epochs):
+@register_regularizer("capsule_reconstruction")
+def capsule_reconstruction(model, weight: float = 0.0005):
+    """CapsNet reconstruction regulariser (Sabour et al. 2017 §4.1): ``weight`` × the sum of squared
+    pixel errors of the image decoded from the true class's capsule, averaged over the batch.
+
+    Needs a CapsNet built with ``reconstruction=True``; records its raw input (``pixels``) and class
+    capsules, so under adversarial training it reconstructs the adversarial input, as the original does.
+    """
+    if getattr(model, "decoder", None) is None:
+        raise ValueError("regularizer 'capsule_reconstruction' needs a model built with "
+                         "build_model('capsnet', ..., reconstruction=True)")
+
+    def fn(activations, y, logits):
+        x, v = activations["pixels"], activations["class_caps"]
+        recon = model.reconstruct(v.float(), y)
+        return weight * (recon - x.float()).pow(2).flatten(1).sum(1).mean()
+
+    return ["pixels", "class_caps"], fn
+
+
+def _lr_at(schedule, lr, epoch, epochs, milestones=(), gamma=0.1):
     if schedule == "constant":
         return lr
     if schedule == "cosine":
         return 0.5 * lr * (1 + math.cos(math.pi * epoch / epochs))
+    if schedule == "multistep":
+        return lr * multistep_factor(epoch, milestones, gamma)
+    if schedule == "exponential":
+        return lr * gamma ** epoch
     return lr * (0.1 ** (epoch // max(1, epochs // 3)))  # "step": ÷10 at 1/3 and 2/3
+
+
+def multistep_factor(epoch: int, milestones, gamma) -> float:
+    """Learning-rate factor of a multi-step schedule at ``epoch`` (0-based).
+
+    ``gamma`` is either one factor applied at every milestone (torch's ``MultiStepLR``: Paper E's PGD-AT,
+    110 epochs, ``milestones=(100, 105)``, ``gamma=0.1``) or one factor per milestone, each multiplying
+    the previous ones (Paper A's LeNet: 0.01 → 0.005 → 0.001 is ``milestones=(100, 150), gamma=(0.5, 0.2)``).
+
+    Example
+    -------
+    >>> [round(multistep_factor(e, (2, 4), 0.1), 4) for e in range(6)]
+    [1.0, 1.0, 0.1, 0.1, 0.01, 0.01]
+    """
+    gammas = [float(gamma)] * len(milestones) if isinstance(gamma, (int, float)) else [float(g) for g in gamma]
+    if len(gammas) != len(milestones):
+        raise ValueError(f"gamma={gamma!r} needs one factor per milestone ({len(milestones)}) or a single number")
+    factor = 1.0
+    for m, g in zip(milestones, gammas):
+        if epoch >= m:
+            factor *= g
+    return factor
+
+
+def _resolve_auto(flag, dev) -> bool:
+    """``None`` means on for CUDA only (mixed precision and channels-last change nothing on the CPU path)."""
+    return dev.type == "cuda" if flag is None else bool(flag)
+
+
+def _fit_signature(model, x, y, settings: dict) -> str:
+    """Key identifying a training run for its resume checkpoint: the settings, the data's shape and a
+    checksum of its labels, and the model's parameter names and shapes."""
+    from .cache import config_key
+
+    shapes = [[k, list(v.shape)] for k, v in model.state_dict().items()]
+    return config_key({"settings": settings, "x": list(x.shape), "y": int((y.long().cpu() * 31 + 7).sum()),
+                       "model": shapes})
 
 
 def _adversarial_batch(model, xb, yb, adv, seed):
@@ -100,7 +165,8 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
         momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0,
         device=None, adversarial: dict | None = None, label_smoothing: float = 0.0, noise_std: float = 0.0,
         loss: str = "ce", regularizer: dict | None = None, stratified: bool = False,
-        on_epoch_end=None, progress: bool = False) -> dict:
+        on_epoch_end=None, progress: bool = False, milestones=(), gamma=0.1, augment: dict | None = None,
+        amp: bool | None = None, channels_last: bool | None = None, checkpoint_path=None) -> dict:
     """Train ``model`` in place on ``(x, y)``.
 
     Parameters
@@ -120,6 +186,23 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
     regularizer : dict, optional, ``{"name": key of REGULARIZERS, **params}``
     stratified : bool, every class in every batch (:func:`reprobust.data.stratified_batches`)
     on_epoch_end : callable(epoch, model, history), optional, e.g. to snapshot checkpoints
+    milestones, gamma : schedule ``'multistep'``: epochs where the rate is multiplied by ``gamma`` (one
+        number, or one per milestone, see :func:`multistep_factor`); ``'exponential'``: ``lr · gamma^epoch``
+        (Paper A's CapsNet: ``gamma = exp(-1/10)``)
+    augment : dict, optional
+        ``{"padding": 4, "flip": True, "pad_mode": "zeros"|"reflect"}``: random crop of the padded image
+        and horizontal flip, per batch on the device (:func:`reprobust.augment.random_crop_flip`); applied
+        before adversarial examples are crafted.
+    amp : bool, optional
+        bfloat16 autocast for the forward passes (training and the attack inside adversarial training).
+        Default (None): on when training on CUDA, off on the CPU.
+    channels_last : bool, optional
+        Channels-last memory format for the model and batches. Default (None): CUDA only.
+    checkpoint_path : path, optional
+        Write the full training state there after every epoch and, when the file already holds the
+        state of this same run, resume after its last epoch (:mod:`reprobust.checkpoint`): on the CPU a
+        resumed run ends bit-identical to an uninterrupted one. ``on_epoch_end`` is not called again
+        for epochs finished before the restart.
 
     Returns
     -------
@@ -133,9 +216,29 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
     check_choice("optimizer", optimizer, OPTIMIZERS)
     check_choice("schedule", schedule, SCHEDULES)
     check_choice("loss", loss, LOSSES)
+    if schedule == "multistep":
+        multistep_factor(0, milestones, gamma)  # validates gamma against milestones
+    if augment is not None:
+        unknown = set(augment) - {"padding", "flip", "pad_mode"}
+        if unknown:
+            raise ValueError(f"unknown augment option {sorted(unknown)[0]!r}; valid choices: flip, pad_mode, padding")
     dev = resolve_device(device)
+    use_amp, use_cl = _resolve_auto(amp, dev), _resolve_auto(channels_last, dev)
+    signature = None
+    if checkpoint_path is not None:
+        # Before moving anything: the signature must not depend on the device or memory format.
+        signature = _fit_signature(model, x, y, dict(
+            epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
+            weight_decay=weight_decay, schedule=schedule, seed=seed, adversarial=adversarial,
+            label_smoothing=label_smoothing, noise_std=noise_std, loss=loss, regularizer=regularizer,
+            stratified=stratified, milestones=list(milestones), gamma=gamma, augment=augment,
+            amp=use_amp, channels_last=use_cl))
     model.to(dev)
     x, y = x.to(dev), y.to(dev)
+    if use_cl and x.ndim == 4:
+        model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "sgd":
@@ -149,9 +252,18 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
         reg_layers, reg_fn = _regularizer(reg.pop("name", None))(model, **reg)
     history = {"loss": [], "train_accuracy": []}
     step = 0
-    for epoch in tqdm(range(epochs), desc="train", disable=not progress, mininterval=2, leave=False):
+    start = 0
+    if checkpoint_path is not None:
+        from .checkpoint import load_training_state, restore_training_state
+
+        state = load_training_state(checkpoint_path, signature)
+        if state is not None:
+            restore_training_state(state, model=model, optimizer=opt, generator=gen)
+            start, step, history = state["epoch"] + 1, state["step"], state["history"]
+    for epoch in tqdm(range(start, epochs), desc="train", disable=not progress, mininterval=2, leave=False,
+                      initial=start, total=epochs):
         for g in opt.param_groups:
-            g["lr"] = _lr_at(schedule, lr, epoch, epochs)
+            g["lr"] = _lr_at(schedule, lr, epoch, epochs, milestones, gamma)
         if stratified:
             batches = stratified_batches(y.cpu(), batch_size, gen)
         else:
@@ -161,19 +273,23 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
         for idx in batches:
             idx = idx.to(dev)
             xb, yb = x[idx], y[idx]
+            if augment is not None:
+                xb = random_crop_flip(xb, gen, **augment)
             if noise_std > 0:
                 noise = torch.randn(xb.shape, generator=gen).to(dev)
                 xb = (xb + noise_std * noise).clamp(0, 1)
             if adversarial:
-                xb = _adversarial_batch(model, xb, yb, adversarial, seed=seed * 100003 + step)
+                with autocast():
+                    xb = _adversarial_batch(model, xb, yb, adversarial, seed=seed * 100003 + step)
                 model.train()
-            if reg_fn is not None:
-                with ActivationRecorder(model, reg_layers, detach=False) as rec:
+            with autocast():
+                if reg_fn is not None:
+                    with ActivationRecorder(model, reg_layers, detach=False) as rec:
+                        logits = model(xb)
+                    batch_loss = loss_fn(logits.float(), yb, label_smoothing) + reg_fn(rec.activations, yb, logits)
+                else:
                     logits = model(xb)
-                batch_loss = loss_fn(logits, yb, label_smoothing) + reg_fn(rec.activations, yb, logits)
-            else:
-                logits = model(xb)
-                batch_loss = loss_fn(logits, yb, label_smoothing)
+                    batch_loss = loss_fn(logits.float(), yb, label_smoothing)
             opt.zero_grad(set_to_none=True)
             batch_loss.backward()
             opt.step()
@@ -183,6 +299,11 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
             seen += len(idx)
         history["loss"].append(total / max(seen, 1))
         history["train_accuracy"].append(correct / max(seen, 1))
+        if checkpoint_path is not None:
+            from .checkpoint import save_training_state
+
+            save_training_state(checkpoint_path, epoch=epoch, step=step, model=model, optimizer=opt,
+                                generator=gen, history=history, signature=signature)
         if on_epoch_end is not None:
             on_epoch_end(epoch, model, history)
     model.eval()
@@ -227,7 +348,7 @@ def build_from_spec(spec: dict, ds=None):
 
 
 def trained_model(spec: dict, *, cache: Cache | None = None, device=None, checkpoints: bool = False,
-                  progress: bool = False):
+                  progress: bool = False, resume: bool | None = None):
     """Train (or load from the cache) the model a configuration describes.
 
     Parameters
@@ -240,6 +361,11 @@ def trained_model(spec: dict, *, cache: Cache | None = None, device=None, checkp
     device : str or torch.device, optional
     checkpoints : bool, default False
         Also return the state dict after every epoch (cached with the model).
+    resume : bool, optional
+        Keep the training state after every epoch under ``<cache>/_resume/<key>/`` so that an
+        interrupted training (a killed job) restarts from its last finished epoch, bit-identical on the
+        CPU (:mod:`reprobust.checkpoint`); the folder is removed once the model is cached. Default
+        (None): on when training on CUDA (long runs), off on the CPU.
 
     Returns
     -------
@@ -259,6 +385,10 @@ def trained_model(spec: dict, *, cache: Cache | None = None, device=None, checkp
     dev = resolve_device(device)
     ds, excluded = spec_dataset(spec)
 
+    kind = "checkpoints" if checkpoints else "model"
+    use_resume = dev.type == "cuda" if resume is None else bool(resume)
+    resume_dir = cache.root / "_resume" / f"{kind}-{cache.paths(kind, spec)[0].stem}"
+
     def compute():
         model = build_from_spec(spec, ds)
         x, y = ds.x_train, ds.y_train
@@ -266,18 +396,29 @@ def trained_model(spec: dict, *, cache: Cache | None = None, device=None, checkp
             x, y = leave_one_out(x, y, excluded)
         states = []
         hook = None
-        if checkpoints:
+        if checkpoints and use_resume:
+            # Per-epoch states go to disk so that a resumed run still returns all of them.
+            def hook(epoch, m, hist):
+                buf = io.BytesIO()
+                torch.save({k: v.detach().cpu().clone() for k, v in m.state_dict().items()}, buf)
+                atomic_write_bytes(resume_dir / f"epoch-{epoch:04d}.pt", buf.getvalue())
+        elif checkpoints:
             def hook(epoch, m, hist):
                 states.append({k: v.detach().cpu().clone() for k, v in m.state_dict().items()})
+        extra = {"checkpoint_path": resume_dir / "state.pt"} if use_resume else {}
         hist = fit(model, x, y, seed=spec.get("seed", 0), device=dev, on_epoch_end=hook, progress=progress,
-                   **spec["train"])
+                   **extra, **spec["train"])
+        if checkpoints and use_resume:
+            states = [torch.load(resume_dir / f"epoch-{e:04d}.pt", map_location="cpu", weights_only=True)
+                      for e in range(spec["train"].get("epochs", 10))]
         out = {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": hist}
         if checkpoints:
             out["checkpoints"] = states
         return out
 
-    kind = "checkpoints" if checkpoints else "model"
     entry = cache.get_or_compute(kind, spec, compute)
+    if use_resume and resume_dir.exists():
+        shutil.rmtree(resume_dir, ignore_errors=True)  # the model is cached now
     model = build_from_spec(spec, ds)
     model.load_state_dict(entry["state_dict"])
     model.to(dev).eval()
