@@ -204,3 +204,35 @@ def test_runner_rejects_bad_dispatch_options_in_one_line(capsys, args, msg, monk
     assert run.main(args + ["--list"]) == 2
     err = capsys.readouterr().err
     assert msg in err and len(err.strip().splitlines()) == 1
+
+
+def test_gpu_slots_interleave_workers_per_gpu():
+    assert dispatch.gpu_slots(["0", "1"], 2) == ["0", "1", "0", "1"]
+    assert dispatch.gpu_slots(["3"], 1) == ["3"]
+    assert dispatch.gpu_slots([], 3) == []
+    with pytest.raises(ValueError, match="workers_per_gpu=0"):
+        dispatch.gpu_slots(["0"], 0)
+
+
+def report_gpu(cfg):
+    """(pid, CUDA_VISIBLE_DEVICES) of the worker that ran this point, after a short wait so that every
+    worker takes a point."""
+    import time
+
+    time.sleep(cfg["wait"])
+    return os.getpid(), os.environ.get("CUDA_VISIBLE_DEVICES")
+
+
+def test_processes_put_workers_per_gpu_workers_on_each_gpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")  # ids only: the workers never touch CUDA
+    out = run_grid(report_gpu, [{"x": i, "wait": 4.0} for i in range(4)], executor="processes",
+                   cache_dir=tmp_path, workers_per_gpu=2, threads=1, progress=False)
+    by_pid = dict(out)
+    assert len(by_pid) == len(set(out))  # a worker keeps its GPU
+    per_gpu = {g: sum(v == g for v in by_pid.values()) for g in ("0", "1")}
+    # More than one worker per GPU (up to four workers; one may start late and find no work), never three.
+    assert len(by_pid) >= 3 and set(by_pid.values()) <= {"0", "1"} and max(per_gpu.values()) == 2
+    monkeypatch.setenv("REPROBUST_WORKERS_PER_GPU", "1")
+    out = run_grid(report_gpu, [{"x": i, "wait": 0.0} for i in range(4)], executor="processes",
+                   cache_dir=tmp_path, threads=1, progress=False)
+    assert sorted(set(g for _, g in out)) == ["0", "1"] and len(set(p for p, _ in out)) <= 2

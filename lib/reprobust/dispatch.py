@@ -282,13 +282,32 @@ def _run_inline(task, points, keys, attempt, progress):
     return results, failures
 
 
-def _run_processes(task, points, keys, attempt, progress, jobs, poll, threads):
-    gpus = visible_gpus()
+def gpu_slots(gpus, workers_per_gpu: int = 1) -> list:
+    """GPU id of each worker slot: every GPU ``workers_per_gpu`` times, interleaved so that the first
+    workers spread over all GPUs (``["0", "1", "0", "1"]`` for two GPUs and two workers each).
+
+    Several small models per GPU (a CIFAR ResNet-20 uses a few per cent of an H100) keep it busy; one
+    large model per GPU is the default.
+    """
+    check_range("workers_per_gpu", workers_per_gpu, low=1)
+    return [g for _ in range(int(workers_per_gpu)) for g in gpus]
+
+
+def default_workers_per_gpu() -> int:
+    """``$REPROBUST_WORKERS_PER_GPU`` (default 1)."""
+    value = os.environ.get("REPROBUST_WORKERS_PER_GPU", "1")
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"REPROBUST_WORKERS_PER_GPU={value!r} is out of range; valid: a positive integer")
+    return int(value)
+
+
+def _run_processes(task, points, keys, attempt, progress, jobs, poll, threads, workers_per_gpu=1):
+    gpus = gpu_slots(visible_gpus(), workers_per_gpu)
     if jobs is None:
         jobs = len(gpus) or (os.cpu_count() or 1)
     jobs = max(1, min(jobs, len(points)))
     if gpus:
-        jobs = min(jobs, len(gpus))  # one GPU per worker, never two workers on one GPU
+        jobs = min(jobs, len(gpus))  # workers_per_gpu workers per GPU at most
     if threads is None:
         # Share this process's threads among the workers: oversubscribing the cores makes small
         # models several times slower. CPU float results depend on the thread count, so workers
@@ -426,7 +445,7 @@ def _log_path(task, key, attempt) -> str:
 # ----------------------------------------------------------------------------------------------
 def run_grid(fn, configs, *, executor=None, cache_dir=None, jobs=None, cluster_config=None, is_done=None,
              collect: bool = True, retries: int = 1, threads=None, allow_local_paths=None, progress=None,
-             name: str = "grid"):
+             name: str = "grid", workers_per_gpu: int | None = None):
     """Compute ``fn(config)`` for every configuration of a grid with the chosen back-end.
 
     Parameters
@@ -442,7 +461,11 @@ def run_grid(fn, configs, *, executor=None, cache_dir=None, jobs=None, cluster_c
         The shared cache root (default: the default cache folder); workers get it as
         ``$REPROBUST_CACHE_DIR``. Failure logs go under ``<cache_dir>/_jobs``.
     jobs : int, optional
-        Worker processes for ``processes`` (default: one per visible GPU, else one per CPU core).
+        Worker processes for ``processes`` (default: ``workers_per_gpu`` per visible GPU, else one per
+        CPU core).
+    workers_per_gpu : int, optional
+        ``processes`` workers sharing each GPU (each pinned through ``CUDA_VISIBLE_DEVICES``), for grids
+        of small models that do not fill a GPU. Default ``$REPROBUST_WORKERS_PER_GPU`` or 1.
     cluster_config : path, dict or None
         SLURM settings (see :data:`CLUSTER_KEYS`; default ``$REPROBUST_CLUSTER_CONFIG``).
     is_done : callable(config) -> bool, optional
@@ -527,7 +550,7 @@ def run_grid(fn, configs, *, executor=None, cache_dir=None, jobs=None, cluster_c
             got, failed = _run_inline(task, remaining, key_of, attempt, bar)
         elif executor == "processes":
             got, failed = _run_processes(task, remaining, key_of, attempt, bar, jobs, cfg["poll_interval_s"],
-                                         threads)
+                                         threads, workers_per_gpu or default_workers_per_gpu())
         else:
             got, failed = _run_slurm(task, remaining, key_of, attempt, bar, cfg, job_folder, name)
         results.update(got)
