@@ -244,8 +244,19 @@ def _cmaes(problem, model, y, tracker, idx, *, popsize, max_iter, sigma0, seed, 
             strategies[i].tell(asked[i], fit_np[j].tolist())
 
 
+def _budget_batch(model, x, max_batch, memory_budget):
+    """``max_batch`` lowered so that one forward pass fits ``memory_budget`` (:mod:`reprobust.memory`)."""
+    from ..memory import forward_bytes_per_item, items_per_chunk, parse_budget
+
+    if parse_budget(memory_budget) is None:
+        return max_batch
+    with _eval_mode(model):
+        fit_ = items_per_chunk(forward_bytes_per_item(model, x[:1]), memory_budget, total=2 ** 62)
+    return fit_ if max_batch is None else min(max_batch, fit_)
+
+
 def _attack(attack, model, x, y, thresholds, *, optimizer, popsize, max_iter, seed, sigma0, mutation,
-            crossover, max_batch, batch_images, pixel_max=None):
+            crossover, max_batch, batch_images, pixel_max=None, memory_budget=None):
     check_choice("optimizer", optimizer, OPTIMIZERS)
     check_range("popsize", popsize, low=4)
     check_range("max_iter", max_iter, low=1)
@@ -263,6 +274,7 @@ def _attack(attack, model, x, y, thresholds, *, optimizer, popsize, max_iter, se
         pixel_max = max(pixel_max, 1)
     else:
         t = t.to(x.dtype)
+    max_batch = _budget_batch(model, x, max_batch, memory_budget)
     problem = _Problem(attack, x, t, pixel_max)
     tracker = _Tracker(x, dev)
     gen = torch.Generator().manual_seed(int(seed))
@@ -285,7 +297,7 @@ def _attack(attack, model, x, y, thresholds, *, optimizer, popsize, max_iter, se
 
 def threshold_attack(model, x, y, threshold, *, optimizer: str = "de", popsize: int = 40, max_iter: int = 40,
                      seed: int = 0, sigma0: float = 0.25, mutation: float = 0.5, crossover: float = 0.9,
-                     max_batch: int | None = None, batch_images: bool = True) -> AttackResult:
+                     max_batch: int | None = None, batch_images: bool = True, memory_budget=None) -> AttackResult:
     """Untargeted black-box L∞ attack: search ``x + th·z``, ``z ∈ [-1, 1]^{C×H×W}``, clipped to [0, 1].
 
     Parameters
@@ -305,6 +317,10 @@ def threshold_attack(model, x, y, threshold, *, optimizer: str = "de", popsize: 
         DE's differential weight F and crossover rate CR.
     max_batch : int, optional
         Cap on images per forward pass (memory); default: the whole generation at once.
+    memory_budget : int or str, optional
+        Bytes one forward pass may use (e.g. ``"8GB"``; default ``$REPROBUST_MEMORY_BUDGET`` or no limit):
+        the generation (images × candidates) is scored in chunks of as many candidates as fit, estimated
+        by :func:`reprobust.memory.forward_bytes_per_item`. Results do not depend on it.
     batch_images : bool, default True
         False = one forward pass per image (reference for the benchmark only).
 
@@ -325,13 +341,13 @@ def threshold_attack(model, x, y, threshold, *, optimizer: str = "de", popsize: 
     check_range("threshold", float(torch.as_tensor(threshold).min()), low=0)
     res, _ = _attack("threshold", model, x, y, threshold, optimizer=optimizer, popsize=popsize,
                      max_iter=max_iter, seed=seed, sigma0=sigma0, mutation=mutation, crossover=crossover,
-                     max_batch=max_batch, batch_images=batch_images)
+                     max_batch=max_batch, batch_images=batch_images, memory_budget=memory_budget)
     return res
 
 
 def pixel_attack(model, x, y, n_pixels, *, optimizer: str = "de", popsize: int = 40, max_iter: int = 40,
                  seed: int = 0, sigma0: float = 0.25, mutation: float = 0.5, crossover: float = 0.9,
-                 max_batch: int | None = None, batch_images: bool = True) -> AttackResult:
+                 max_batch: int | None = None, batch_images: bool = True, memory_budget=None) -> AttackResult:
     """Untargeted black-box L0 attack: set at most ``n_pixels`` pixels (position and value) freely.
 
     Each pixel gene is ``(row, col, value per channel)`` scaled to [0, 1]; positions are floored to
@@ -342,7 +358,7 @@ def pixel_attack(model, x, y, n_pixels, *, optimizer: str = "de", popsize: int =
     ----------
     model, x, y : see :func:`threshold_attack`
     n_pixels : int or Tensor (N,) of int >= 0
-    optimizer, popsize, max_iter, seed, sigma0, mutation, crossover, max_batch, batch_images :
+    optimizer, popsize, max_iter, seed, sigma0, mutation, crossover, max_batch, batch_images, memory_budget :
         see :func:`threshold_attack` (``sigma0`` in gene units: 1 = the image side / the value range)
 
     Returns
@@ -361,7 +377,7 @@ def pixel_attack(model, x, y, n_pixels, *, optimizer: str = "de", popsize: int =
     check_range("n_pixels", int(torch.as_tensor(n_pixels).min()), low=0)
     res, _ = _attack("pixel", model, x, y, n_pixels, optimizer=optimizer, popsize=popsize, max_iter=max_iter,
                      seed=seed, sigma0=sigma0, mutation=mutation, crossover=crossover, max_batch=max_batch,
-                     batch_images=batch_images)
+                     batch_images=batch_images, memory_budget=memory_budget)
     return res
 
 
@@ -407,7 +423,8 @@ def minimal_threshold(attack: str, model, x, y, levels, *, seed: int = 0, **opti
         th = torch.as_tensor(levels[level_idx], device=dev, dtype=x.dtype)
         return _attack(attack, model, x[idx], y[idx], th, seed=seed + step, pixel_max=pixel_max,
                        **{"optimizer": "de", "popsize": 40, "max_iter": 40, "sigma0": 0.25, "mutation": 0.5,
-                          "crossover": 0.9, "max_batch": None, "batch_images": True, **options})
+                          "crossover": 0.9, "max_batch": None, "batch_images": True, "memory_budget": None,
+                          **options})
 
     all_idx = np.arange(n)
     res, queries = run(all_idx, np.full(n, len(levels) - 1), 0)

@@ -517,22 +517,39 @@ def _module_name(layer: str) -> str:
     return layer.split("#", 1)[0]
 
 
-def _capture_grams(model, x_batch, layers, pool_features: bool) -> torch.Tensor:
+def _capture_grams(model, x_batch, layers, pool_features: bool, memory_budget=None) -> torch.Tensor:
     """Forward one batch and return the stacked centred linear Grams of ``layers``, shape (L, n, n).
 
     Each Gram is formed *inside* the forward hook (``reprobust.features``' ``transform``): centring makes a
     new tensor, so a later in-place op cannot reach it, and the layer's features are never stored.
+
+    With a ``memory_budget`` smaller than a forward pass of the whole batch, the batch goes through the
+    model in sub-batches that fit; every layer's features are gathered in host memory and its Gram is
+    then formed on the device one layer at a time, as in one pass (per-image forward results do not
+    depend on the sub-batch).
     """
     from ..features import capture_activations  # lazy: keeps the pure metric importable on its own
+    from ..memory import forward_bytes_per_item, items_per_chunk, parse_budget
 
-    def gram(a):
+    def pooled(a):
         if pool_features and a.ndim == 4:
             a = a.mean(dim=(2, 3))  # global average pooling, the authors' --pool_features
-        return centred_linear_gram(a)
+        return a
+
+    def gram(a):
+        return centred_linear_gram(pooled(a))
 
     modules = list(dict.fromkeys(_module_name(name) for name in layers))
-    grams = capture_activations(model, x_batch, modules, batch_size=len(x_batch), device=x_batch.device,
-                                transform=gram)
+    sub = len(x_batch)
+    if parse_budget(memory_budget) is not None:
+        sub = items_per_chunk(forward_bytes_per_item(model, x_batch[:1]), memory_budget, total=len(x_batch))
+    if sub < len(x_batch):
+        feats = capture_activations(model, x_batch, modules, batch_size=sub, device=x_batch.device,
+                                    transform=lambda a: pooled(a).clone())
+        grams = {name: centred_linear_gram(f.to(x_batch.device)) for name, f in feats.items()}
+    else:
+        grams = capture_activations(model, x_batch, modules, batch_size=len(x_batch), device=x_batch.device,
+                                    transform=gram)
     missing = [name for name in layers if name not in grams]
     if missing:
         raise ValueError(f"layer {missing[0]!r} produced no activation; recorded: {', '.join(grams)}")
@@ -708,6 +725,7 @@ def layer_cka(
     pool_features: bool = False,
     estimator: str = "unbiased",
     progress: bool = False,
+    memory_budget=None,
 ) -> np.ndarray:
     """Layer × layer minibatch CKA between two networks (or one network with itself).
 
@@ -740,6 +758,10 @@ def layer_cka(
     estimator : {"unbiased", "biased"}, default="unbiased"
     progress : bool, default=False
         Show a tqdm bar over batches.
+    memory_budget : int or str, optional
+        Bytes one forward pass may use (e.g. ``"8GB"``; default ``$REPROBUST_MEMORY_BUDGET`` or no limit):
+        a CKA batch larger than that is forwarded in sub-batches (the Grams are still those of the whole
+        batch, so the result does not change; see ``_capture_grams``).
 
     Returns
     -------
@@ -779,12 +801,13 @@ def layer_cka(
     with torch.no_grad():
         for idx in iterator:
             index = torch.as_tensor(idx)
-            grams_a = _capture_grams(model_a, x[index].to(dev), layers_a, pool_features)
+            grams_a = _capture_grams(model_a, x[index].to(dev), layers_a, pool_features, memory_budget)
             if within:
                 acc.update(grams_a, overwrite_grams=True)
             else:
                 xb = (x if x_b is None else x_b)[index].to(dev)
-                acc.update(grams_a, _capture_grams(model_b, xb, layers_b, pool_features), overwrite_grams=True)
+                acc.update(grams_a, _capture_grams(model_b, xb, layers_b, pool_features, memory_budget),
+                           overwrite_grams=True)
     return acc.compute()
 
 

@@ -407,7 +407,7 @@ def convex_hull_distance(vertices, queries, *, on_degenerate: str = "raise"):
 
 def convex_projection_distances(layer_train, layer_queries, train_inputs, train_labels, true_labels,
                                 pred_labels, *, k_layer: int, k_input: int, chunk_size: int = 1024,
-                                on_degenerate: str = "raise", device=None):
+                                on_degenerate: str = "raise", device=None, memory_budget=None):
     """Method 2: preimages from convex projections per layer, and their input-space class distances.
 
     For every layer ``l`` and query ``x̃`` (true class ``a``, predicted ``b``):
@@ -438,6 +438,11 @@ def convex_projection_distances(layer_train, layer_queries, train_inputs, train_
     on_degenerate : {"raise", "allow"}
         Guard for ``k_input >= input dimension``.
     device : torch.device or None
+    memory_budget : int or str, optional
+        Bytes the projections may use at once (e.g. ``"4GB"``; default ``$REPROBUST_MEMORY_BUDGET`` or no
+        limit). The float64 neighbour stacks are ``queries × k × dim`` (≈14 GB at paper scale), so the
+        queries are processed in chunks that fit, and the k-NN distance blocks are shrunk to fit too.
+        Every query is an independent problem: the results do not depend on the budget.
 
     Returns
     -------
@@ -464,22 +469,36 @@ def convex_projection_distances(layer_train, layer_queries, train_inputs, train_
     _check_hull_dimension(k_input, inputs.shape[1], on_degenerate, "the input space")
     min_class = min((labels == c).sum().item() for c in torch.unique(torch.cat([a, b])).tolist())
     check_range("k_input", k_input, low=1, high=min_class)
+    from ..memory import items_per_chunk
+
     result = {}
     for layer, train_x in layer_train.items():
         train_x = _flatten(_as_tensor(train_x, torch.float32, inputs.device))
-        query_x = _flatten(_as_tensor(layer_queries[layer], torch.float32, inputs.device))
-        idx, _ = knn_indices(train_x, query_x, k_layer, chunk_size=chunk_size, device=inputs.device)
-        weights, residual = simplex_least_squares(train_x[idx], query_x)
-        preimage = (weights[:, :, None] * inputs[idx].double()).sum(1).float()
-        entry = {"layer_residual": residual.cpu().numpy(), "weights": weights.cpu().numpy(),
-                 "preimage": preimage.reshape(-1, *input_shape).cpu().numpy(),
-                 "degenerate": np.array(k_layer >= train_x.shape[1])}
-        for key, cls in (("d_true", a), ("d_pred", b)):
-            allowed = (lambda c: lambda s, e: labels[None, :] == c[s:e, None])(cls)
-            idx_c, _ = knn_indices(inputs, preimage, k_input, allowed=allowed, chunk_size=chunk_size,
-                                   device=inputs.device)
-            _, dist = simplex_least_squares(inputs[idx_c], preimage)
-            entry[key] = dist.cpu().numpy()
+        query_all = _flatten(_as_tensor(layer_queries[layer], torch.float32, inputs.device))
+        # Per query: float64 neighbour stacks (points, centred copy) and their float32 gather, for the
+        # layer hull and the input-space hull; per k-NN row: a distance row and its mask.
+        per_query = 20 * max(k_layer * train_x.shape[1], k_input * inputs.shape[1])
+        step = items_per_chunk(per_query, memory_budget, total=len(query_all))
+        knn_rows = min(chunk_size, items_per_chunk(16 * max(len(train_x), len(inputs)), memory_budget,
+                                                   total=chunk_size))
+        parts = []
+        for start in range(0, len(query_all), step):
+            sl = slice(start, start + step)
+            query_x = query_all[sl]
+            idx, _ = knn_indices(train_x, query_x, k_layer, chunk_size=knn_rows, device=inputs.device)
+            weights, residual = simplex_least_squares(train_x[idx], query_x)
+            preimage = (weights[:, :, None] * inputs[idx].double()).sum(1).float()
+            part = {"layer_residual": residual.cpu().numpy(), "weights": weights.cpu().numpy(),
+                    "preimage": preimage.reshape(-1, *input_shape).cpu().numpy()}
+            for key, cls in (("d_true", a[sl]), ("d_pred", b[sl])):
+                allowed = (lambda c: lambda s, e: labels[None, :] == c[s:e, None])(cls)
+                idx_c, _ = knn_indices(inputs, preimage, k_input, allowed=allowed, chunk_size=knn_rows,
+                                       device=inputs.device)
+                _, dist = simplex_least_squares(inputs[idx_c], preimage)
+                part[key] = dist.cpu().numpy()
+            parts.append(part)
+        entry = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        entry["degenerate"] = np.array(k_layer >= train_x.shape[1])
         result[layer] = entry
     return result
 

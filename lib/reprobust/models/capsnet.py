@@ -229,13 +229,33 @@ class CapsNet(nn.Module):
         u = p.view(b, -1, self.primary_dim, ph, pw).permute(0, 1, 3, 4, 2).reshape(b, -1, self.primary_dim)
         return self.primary_caps(squash(u))
 
+    #: Bytes the routing of one batch may use (int or "8GB"; None: ``$REPROBUST_MEMORY_BUDGET`` or no
+    #: limit). The prediction vectors û alone are B × primaries × classes × 16 floats — 65.5 GB for one
+    #: generation of the black-box attack on CIFAR-10 (500 images × 100 candidates) — so the batch is
+    #: routed in chunks that fit. Each image is routed independently: chunking never changes the result.
+    memory_budget = None
+
+    def extra_forward_bytes(self, x: torch.Tensor) -> int:
+        """Bytes per image of the routing work that is not a module output (for :mod:`reprobust.memory`):
+        û, its output-major copy and two routing temporaries of the same size."""
+        n_out, d = self.weight.shape[1], self.weight.shape[2]
+        return 4 * self.num_primary * n_out * d * 4
+
     def capsules(self, x: torch.Tensor) -> torch.Tensor:
         """Class capsules ``v``, shape (B, num_classes, class_dim); their lengths are class probabilities."""
+        from ..memory import items_per_chunk
+
         u = self.primary_capsules(x)
+        step = items_per_chunk(self.extra_forward_bytes(x), self.memory_budget, total=len(u))
+        # Only the routing is chunked: the hook points (primary_caps, class_caps) still fire once.
+        v = torch.cat([self._route(ub) for ub in torch.split(u, step)]) if step < len(u) else self._route(u)
+        return self.class_caps(v)
+
+    def _route(self, u: torch.Tensor) -> torch.Tensor:
         # (B, n_in, n_out, D) is the fast einsum layout; routing wants output capsules first.
         u_hat = torch.einsum("ijdk,bik->bijd", self.weight, u).transpose(1, 2).contiguous()
         v, _ = dynamic_routing(u_hat, self.routing_iterations, detach_intermediate=self.detach_routing)
-        return self.class_caps(v)
+        return v
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``log(‖v_c‖ + eps)``, shape (B, num_classes); softmax = lengths / Σ lengths."""
