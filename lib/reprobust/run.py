@@ -300,6 +300,11 @@ def _parser():
                    help="SLURM settings for --executor slurm (see cluster.example.yaml); "
                         "exported as $REPROBUST_CLUSTER_CONFIG")
     p.add_argument("--list", action="store_true", help="list the notebooks and their parameters")
+    p.add_argument("--plan", action="store_true",
+                   help="with --profile full: print each notebook's models, evaluations, cache size and "
+                        "estimated GPU-hours, and run nothing (reprobust.plan)")
+    p.add_argument("--plan-measure", action="store_true",
+                   help="with --plan: time each model on --device instead of the FLOP reference (default on CUDA)")
     p.add_argument("--no-index", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--notebooks-dir", default=str(NOTEBOOKS_DIR), help=argparse.SUPPRESS)
     return p
@@ -345,6 +350,12 @@ def main(argv=None) -> int:
             raise RunnerError(f"--data-dir {args.data_dir!r} does not exist; create it or point to your data")
         _configure_dispatch(args)
         names = resolve_notebooks(args.only, Path(args.notebooks_dir))
+        if args.plan:  # reprobust.plan: the full profile's grids, costed, nothing run
+            from .plan import print_plan
+
+            overrides = {k: parse_value(v) for k, v in args.parameter}
+            return print_plan(names, profile=args.profile, overrides=overrides, device=args.device,
+                              measure=True if args.plan_measure else None)
         if args.list:
             for n in names:
                 params = notebook_parameters(read_notebook(n, Path(args.notebooks_dir)))

@@ -1,0 +1,69 @@
+"""--plan: the full profile's grids and their cost, without running anything."""
+
+import pytest
+
+from reprobust import plan as P
+from reprobust import run
+from reprobust.models import build_model
+
+
+def test_settings_are_copies():
+    s = P.full_settings("05_feature_maps")
+    s["epochs"] = 1
+    assert P.full_settings("05_feature_maps")["epochs"] == 110
+    with pytest.raises(ValueError, match="unknown notebook"):
+        P.full_settings("06_nothing")
+
+
+@pytest.mark.parametrize("notebook", sorted(P.FULL_SETTINGS))
+def test_every_planned_model_exists_in_the_registry(notebook):
+    plan = P.notebook_plan(notebook)
+    assert plan.trains and plan.evals
+    for job in plan.trains + plan.evals:
+        opts = dict(job.model)
+        name = opts.pop("name")
+        shape, _, _ = P.DATA[job.dataset]
+        build_model(name, input_shape=shape, num_classes=10, **opts)
+
+
+def test_paper_e_grid_is_the_paper_s_set_up():
+    plan = P.notebook_plan("05_feature_maps")
+    assert {t.epochs for t in plan.trains} == {110} and {t.passes_per_image for t in plan.trains} == {11}
+    strides = {(t.model["name"], t.model["strides"]) for t in plan.trains}
+    assert {("resnet18", "1222"), ("resnet18", "1122")} <= strides
+    assert sum(t.count for t in plan.trains if t.model == {"name": "resnet18", "strides": "1122"}) == 5
+
+
+def test_resnet18_flops_match_the_published_figure():
+    # ResNet-18 (CIFAR stem) is commonly listed at 0.56 GMACs per 32×32 image, i.e. 1.11 GFLOPs.
+    assert P.forward_flops({"name": "resnet18"}, "cifar10") == pytest.approx(1.11e9, rel=0.02)
+
+
+def test_gpu_hours_follow_from_the_grid(monkeypatch):
+    monkeypatch.setattr(P, "forward_flops", lambda model, dataset: 1e10)
+    rows, source = P.plan_table(["05_feature_maps"])
+    per_pass = 3 * 1e10 / P.REFERENCE_FLOPS
+    train = 17 * 110 * 50_000 * 11
+    evals = 17 * 10_000 * (1000 + 20)
+    assert rows[0]["gpu_hours"] == pytest.approx((train + evals) * per_pass / 3600)
+    assert rows[0]["models"] == 17 and rows[0]["model_epochs"] == 17 * 110
+    assert "396 TFLOP/s" in source
+    # tiny models are costed at the throughput ceiling, not at their FLOPs
+    monkeypatch.setattr(P, "forward_flops", lambda model, dataset: 1.0)
+    rows, _ = P.plan_table(["05_feature_maps"])
+    assert rows[0]["gpu_hours"] == pytest.approx((train + evals) / P.REFERENCE_MAX_IMAGES_PER_S / 3600)
+
+
+def test_run_plan_prints_the_table_and_runs_nothing(monkeypatch, capsys):
+    monkeypatch.setattr(P, "forward_flops", lambda model, dataset: 1e9)
+    monkeypatch.setattr(run, "execute", lambda *a, **k: pytest.fail("--plan must not run notebooks"))
+    assert run.main(["--profile", "full", "--plan", "--only", "05", "-p", "epochs", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "| 05_feature_maps | 17 | 170 |" in out and "est. GPU-hours" in out
+    assert run.main(["--profile", "quick", "--plan", "--only", "05"]) == 2
+    assert "--profile full --plan" in capsys.readouterr().err
+
+
+def test_measured_cost_is_seconds_per_image():
+    t = P.measured_pass_seconds({"name": "lenet"}, "mnist", "cpu", batch_size=8, steps=1)
+    assert 0 < t < 1
