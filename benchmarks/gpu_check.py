@@ -141,7 +141,7 @@ def main(argv=None) -> int:
 
     @step("02: VGG-like CIFAR net, PGD-100 L∞ 0.04", dev)
     def _():
-        net = model("vgg", config=(32, 32, "M", 64, 64, "M", 128, 128, "M"))
+        net = model("cifar_conv")
         t0 = time.perf_counter()
         fit(net, x, y, epochs=E, lr=0.05, augment=aug, device=dev)
         train = rate(E * len(y), t0)

@@ -91,7 +91,7 @@ def test_wide_resnet_has_paper_c_s_hooked_layer_count(depth, widen, layers):
 
 ALL = [("wide_resnet", dict(depth=16, widen=2)), ("resnet18", {}), ("preact_resnet18", {}),
        ("vgg16_bn", {}), ("alexnet", {}), ("nin", {}), ("allconv", {}), ("densenet_bc", dict(depth=40)),
-       ("resnet", dict(depth=32))]
+       ("resnet", dict(depth=32)), ("cifar_conv", {})]
 
 
 @pytest.mark.parametrize("name,opts", ALL)
@@ -143,3 +143,15 @@ def test_tiny_imagenet_sized_inputs_work_for_the_pooled_models():
     for name in ("resnet18", "preact_resnet18", "wide_resnet"):
         net = build_model(name, input_shape=(3, 64, 64), num_classes=200).eval()
         assert net(torch.rand(1, 3, 64, 64)).shape == (1, 200)
+
+
+def test_paper_b_cifar_conv_layers_and_size():
+    # Spec §2: 6 convs (32, 32, 64, 64, 128, 128) with BN, BN1d(2048) → Linear(2048→256) → BN1d → Linear(256→10).
+    net = build_model("cifar_conv", input_shape=(3, 32, 32), num_classes=10)
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [m.out_channels for m in convs] == [32, 32, 64, 64, 128, 128]
+    assert all(m.padding_mode == "replicate" for m in convs)
+    assert net.fc[1].num_features == 2048 and net.fc[2].out_features == 256
+    expected = (896 + 9248 + 18496 + 36928 + 73856 + 147584 + 2 * (64 + 128 + 256)
+                + 2 * 2048 + 524544 + 2 * 256 + 2570)
+    assert n_params(net) == expected

@@ -115,8 +115,7 @@ FULL_SETTINGS = {
         # Paper B: MNIST small CNN (25 epochs) and the CIFAR-10 VGG-like CONV net (40 epochs); PGD ε 0.12 /
         # 0.04 with 1,000 steps, C&W / EAD 1,000 / 200 iterations, k = 300 neighbours.
         datasets=["mnist", "cifar10"], models={"mnist": {"name": "cnn"},
-                                               "cifar10": {"name": "vgg", "config": [32, 32, "M", 64, 64, "M",
-                                                                                      128, 128, "M"]}},
+                                               "cifar10": {"name": "cifar_conv"}},
         epochs={"mnist": 25, "cifar10": 40}, n_attack=1000, pgd_steps=1000, cw_steps={"mnist": 1000, "cifar10": 200},
         cw_search={"mnist": 50, "cifar10": 30}, l0_max_pixels=50, k=300),
     "03_representation_similarity": dict(
