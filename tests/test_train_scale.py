@@ -105,6 +105,27 @@ def test_amp_autocasts_the_forward_to_bfloat16_only_when_asked():
     assert dtypes == [torch.float32, torch.bfloat16]
 
 
+def test_channels_last_feeds_channels_last_batches_and_trains_alike():
+    formats = []
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(96, 3, 8, 8, generator=g), torch.randint(0, 4, (96,), generator=g)  # 3 channels: layouts differ
+
+    def run(**kw):
+        torch.manual_seed(0)
+        net = build_model("cnn", input_shape=(3, 8, 8), num_classes=4)
+        net.block1.register_forward_pre_hook(
+            lambda m, i: formats.append(i[0].is_contiguous(memory_format=torch.channels_last)))
+        fit(net, x, y, epochs=1, seed=2, batch_size=32, augment=dict(padding=1), **kw)
+        return torch.cat([p.detach().flatten() for p in net.parameters()])
+
+    plain = run()
+    assert not any(formats)
+    formats.clear()
+    cl = run(channels_last=True)
+    assert formats and all(formats)
+    torch.testing.assert_close(cl, plain, rtol=1e-4, atol=1e-5)  # same training, other memory layout
+
+
 def test_bad_schedule_and_augment_options(digits):
     net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
     with pytest.raises(ValueError, match="one factor per milestone"):

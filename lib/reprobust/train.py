@@ -278,6 +278,8 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
             if noise_std > 0:
                 noise = torch.randn(xb.shape, generator=gen).to(dev)
                 xb = (xb + noise_std * noise).clamp(0, 1)
+            if use_cl and xb.ndim == 4:
+                xb = xb.contiguous(memory_format=torch.channels_last)  # indexing and augmentation drop it
             if adversarial:
                 with autocast():
                     xb = _adversarial_batch(model, xb, yb, adversarial, seed=seed * 100003 + step)
