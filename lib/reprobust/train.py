@@ -288,7 +288,10 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
                 if reg_fn is not None:
                     with ActivationRecorder(model, reg_layers, detach=False) as rec:
                         logits = model(xb)
-                    batch_loss = loss_fn(logits.float(), yb, label_smoothing) + reg_fn(rec.activations, yb, logits)
+                    acts = rec.activations
+                    if use_amp:  # regularisers average over units and classes: do it in float32
+                        acts = {k: v.float() for k, v in acts.items()}
+                    batch_loss = loss_fn(logits.float(), yb, label_smoothing) + reg_fn(acts, yb, logits)
                 else:
                     logits = model(xb)
                     batch_loss = loss_fn(logits.float(), yb, label_smoothing)
