@@ -146,6 +146,15 @@ def test_a_truncated_batch_is_a_one_line_error(tmp_path):
     assert "\n" not in str(e.value) and "cifar-10-batches-py" in str(e.value)
 
 
+def test_a_truncated_idx_file_is_named(tmp_path):
+    SD.write_mnist(tmp_path, n_train=20, n_test=10)
+    path = tmp_path / "MNIST" / "raw" / "t10k-labels-idx1-ubyte"
+    path.write_bytes(path.read_bytes()[:-1])
+    with pytest.raises(ValueError) as e:
+        D.load_dataset("mnist", data_dir=tmp_path)
+    assert "\n" not in str(e.value) and "t10k-labels-idx1-ubyte" in str(e.value) and "damaged" in str(e.value)
+
+
 def test_a_damaged_jpeg_is_a_one_line_error_naming_it(tmp_path):
     SD.write_tiny_imagenet(tmp_path, n_classes=2, n_train_per_class=1, n_val_per_class=1)
     bad = tmp_path / "tiny-imagenet-200" / "val" / "images" / "val_1.JPEG"

@@ -167,6 +167,24 @@ def _missing_files_error(name: str, root: Path) -> FileNotFoundError:
         f"python -m reprobust.data {name} --data-dir {root} --download (or run with --allow-download)")
 
 
+def _check_idx(name: str, path: Path) -> None:
+    """An idx file's size must match its header (magic ``0x08`` unsigned bytes, then one size per dim)."""
+    import struct
+
+    raw = path.read_bytes()[:4 + 4 * 4]
+    ok = len(raw) >= 4 and raw[:2] == b"\x00\x00" and raw[2] == 0x08 and 1 <= raw[3] <= 4
+    if ok:
+        ndim = raw[3]
+        ok = len(raw) >= 4 + 4 * ndim
+    if ok:
+        dims = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
+        expected = 4 + 4 * ndim + int(np.prod(dims))
+        ok = path.stat().st_size == expected
+    if not ok:
+        raise ValueError(f"{name} file {path} is damaged (its size does not match its idx header); delete it "
+                         f"and obtain it again from {SOURCES[name]} (or rerun with --allow-download)")
+
+
 def _damaged_file_error(name: str, path: Path, err: Exception) -> ValueError:
     reason = str(err).splitlines()[0] if str(err) else type(err).__name__
     return ValueError(f"{name} file {path} cannot be read ({reason}); delete it and obtain it again from "
@@ -258,6 +276,9 @@ def _load_torchvision(name: str, root: Path, download: bool):
         raise _missing_files_error(name, root)
     if not download:
         verify_files(name, root)
+        if name in ("mnist", "fashion_mnist"):
+            for rel in REQUIRED_FILES[name]:
+                _check_idx(name, root / rel)
     if name == "cifar10":
         cls = _CIFAR10Files
     else:
