@@ -91,7 +91,7 @@ def test_wide_resnet_has_paper_c_s_hooked_layer_count(depth, widen, layers):
 
 ALL = [("wide_resnet", dict(depth=16, widen=2)), ("resnet18", {}), ("preact_resnet18", {}),
        ("vgg16_bn", {}), ("alexnet", {}), ("nin", {}), ("allconv", {}), ("densenet_bc", dict(depth=40)),
-       ("resnet", dict(depth=32)), ("cifar_conv", {})]
+       ("resnet", dict(depth=32)), ("resnet", dict(depth=32, preact=True)), ("cifar_conv", {})]
 
 
 @pytest.mark.parametrize("name,opts", ALL)
@@ -155,3 +155,16 @@ def test_paper_b_cifar_conv_layers_and_size():
     expected = (896 + 9248 + 18496 + 36928 + 73856 + 147584 + 2 * (64 + 128 + 256)
                 + 2 * 2048 + 524544 + 2 * 256 + 2570)
     assert n_params(net) == expected
+
+
+def test_preact_resnet32_is_pre_activation_with_the_same_convolutions():
+    from reprobust.models.preact_resnet18 import PreActBasicBlock
+
+    post = build_model("resnet", input_shape=(3, 32, 32), num_classes=10, depth=32)
+    pre = build_model("resnet", input_shape=(3, 32, 32), num_classes=10, depth=32, preact=True)
+    blocks = [m for m in pre.modules() if isinstance(m, PreActBasicBlock)]
+    assert len(blocks) == 15  # (32 - 2) / 6 = 5 per stage
+    conv = lambda net: [tuple(m.weight.shape) for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert conv(pre) == conv(post)
+    # 0.46M as He et al.'s ResNet-32 (BN placement changes the count by a few hundred parameters)
+    assert 0.46e6 <= n_params(pre) < 0.47e6

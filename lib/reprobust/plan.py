@@ -95,7 +95,7 @@ class NotebookPlan:
 _PAPER_A_ARCHS = {
     # Paper A §2.2 (Kotyan et al.'s code): SGD, batch 64, 200 epochs (CapsNet 50, Adam)
     "lenet": dict(model={"name": "lenet"}, epochs=200),
-    "resnet32": dict(model={"name": "resnet", "depth": 32}, epochs=200),
+    "resnet32": dict(model={"name": "resnet", "depth": 32, "preact": True}, epochs=200),
     "wrn16_8": dict(model={"name": "wide_resnet", "depth": 16, "widen": 8}, epochs=200),
     "nin": dict(model={"name": "nin"}, epochs=200),
     "allconv": dict(model={"name": "allconv"}, epochs=200),

@@ -47,12 +47,16 @@ class ResNet(nn.Module):
     strides : str, default "112"... one stride per stage, default ``"122"``.
     head : {'avg', 'max'}
     upsample : int, default 1
+    preact : bool, default False
+        Pre-activation blocks (He et al., ECCV 2016: BN → ReLU → conv, twice; final BN → ReLU before the
+        pool), as Paper A's ResNet-32 (Kotyan et al.'s code: pre-activation, 16/32/64 filters).
 
-    ``layer_names``: ``stem``, every block (``layer1.0``, ...) and ``pool``.
+    ``layer_names``: ``stem``, every block (``layer1.0``, ...), with ``preact`` also ``relu_final``, and
+    ``pool``.
     """
 
     def __init__(self, *, input_shape, num_classes, mean=None, std=None, depth=8, width=16,
-                 strides="122", head="avg", upsample=1, upsample_mode="nearest"):
+                 strides="122", head="avg", upsample=1, upsample_mode="nearest", preact=False):
         super().__init__()
         check_range("depth", depth, low=8)
         if (depth - 2) % 6:
@@ -62,17 +66,25 @@ class ResNet(nn.Module):
         strides = parse_strides(strides, 3)
         self.stem_in = InputStem(c, mean, std, upsample=upsample, upsample_mode=upsample_mode)
         self.conv1 = nn.Conv2d(c, width, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.stem = nn.ReLU()
+        # Pre-activation networks normalise inside the first block: the stem is the bare convolution.
+        self.bn1 = nn.Identity() if preact else nn.BatchNorm2d(width)
+        self.stem = nn.Identity() if preact else nn.ReLU()
         self.layer_names = ["stem"]
         in_ch = width
+        block_cls = BasicBlock
+        if preact:
+            from .preact_resnet18 import PreActBasicBlock as block_cls
         for s, (mult, stride) in enumerate(zip((1, 2, 4), strides), start=1):
             blocks = []
             for b in range(n):
-                blocks.append(BasicBlock(in_ch, width * mult, stride if b == 0 else 1))
+                blocks.append(block_cls(in_ch, width * mult, stride if b == 0 else 1))
                 in_ch = width * mult
                 self.layer_names.append(f"layer{s}.{b}")
             self.add_module(f"layer{s}", nn.Sequential(*blocks))
+        self.bn_final = nn.BatchNorm2d(in_ch) if preact else nn.Identity()
+        self.relu_final = nn.ReLU() if preact else nn.Identity()
+        if preact:
+            self.layer_names.append("relu_final")
         self.pool = GlobalPool(head)
         self.layer_names.append("pool")
         self.classifier = nn.Linear(in_ch, num_classes)
@@ -80,4 +92,4 @@ class ResNet(nn.Module):
     def forward(self, x):
         x = self.stem(self.bn1(self.conv1(self.stem_in(x))))
         x = self.layer3(self.layer2(self.layer1(x)))
-        return self.classifier(self.pool(x))
+        return self.classifier(self.pool(self.relu_final(self.bn_final(x))))
