@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from .attacks import fgsm, pgd
 from .cache import Cache
-from .data import leave_one_out, load_dataset, stratified_batches
+from .data import leave_one_out, load_dataset, stratified_batches, validation_split
 from .device import resolve_device
 from .features import ActivationRecorder
 from .models import build_model
@@ -100,6 +100,7 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
         momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0,
         device=None, adversarial: dict | None = None, label_smoothing: float = 0.0, noise_std: float = 0.0,
         loss: str = "ce", regularizer: dict | None = None, stratified: bool = False,
+        validation: tuple | None = None, patience: int | None = None, monitor: str = "accuracy",
         on_epoch_end=None, progress: bool = False) -> dict:
     """Train ``model`` in place on ``(x, y)``.
 
@@ -119,11 +120,22 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
     loss : str, a key of :data:`LOSSES`
     regularizer : dict, optional, ``{"name": key of REGULARIZERS, **params}``
     stratified : bool, every class in every batch (:func:`reprobust.data.stratified_batches`)
+    validation : (x_val, y_val), optional
+        Held-out data scored after every epoch (``history["val_accuracy"]``); the weights of the best
+        epoch are restored at the end (ties: the earliest), so the model is selected on validation
+        data, never on the test set.
+    patience : int, optional
+        With ``validation``: stop once the monitored accuracy has not improved for this many epochs
+        (``epochs`` is then the maximum). ``None`` trains all ``epochs``.
+    monitor : {'accuracy', 'robust_accuracy'}
+        What ``validation`` scores: clean accuracy, or accuracy under the ``adversarial`` attack
+        (robust training selects on robust validation accuracy, as Rice et al. 2020 do).
     on_epoch_end : callable(epoch, model, history), optional, e.g. to snapshot checkpoints
 
     Returns
     -------
-    history : dict with lists ``loss`` and ``train_accuracy`` (one entry per epoch)
+    history : dict with lists ``loss`` and ``train_accuracy`` (one entry per epoch); with
+        ``validation`` also ``val_accuracy``, ``best_epoch`` (1-based) and ``epochs_trained``
     """
     check_range("epochs", epochs, low=0)
     check_range("batch_size", batch_size, low=1)
@@ -133,6 +145,13 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
     check_choice("optimizer", optimizer, OPTIMIZERS)
     check_choice("schedule", schedule, SCHEDULES)
     check_choice("loss", loss, LOSSES)
+    check_choice("validation monitor", monitor, ("accuracy", "robust_accuracy"))
+    if patience is not None:
+        check_range("patience", patience, low=1)
+        if validation is None:
+            raise ValueError(f"patience={patience!r} needs validation data; pass validation=(x_val, y_val)")
+    if monitor == "robust_accuracy" and not adversarial:
+        raise ValueError("monitor='robust_accuracy' needs an adversarial training config; valid choices: accuracy")
     dev = resolve_device(device)
     model.to(dev)
     x, y = x.to(dev), y.to(dev)
@@ -148,6 +167,7 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
         reg = dict(regularizer)
         reg_layers, reg_fn = _regularizer(reg.pop("name", None))(model, **reg)
     history = {"loss": [], "train_accuracy": []}
+    best = None  # (validation score, epoch, state dict)
     step = 0
     for epoch in tqdm(range(epochs), desc="train", disable=not progress, mininterval=2, leave=False):
         for g in opt.param_groups:
@@ -185,8 +205,31 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
         history["train_accuracy"].append(correct / max(seen, 1))
         if on_epoch_end is not None:
             on_epoch_end(epoch, model, history)
+        if validation is not None:
+            score = _validation_score(model, validation, adversarial if monitor == "robust_accuracy" else None,
+                                      seed=seed)
+            history.setdefault("val_accuracy", []).append(score)
+            if best is None or score > best[0]:
+                best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            if patience is not None and epoch - best[1] >= patience:
+                break
+    if validation is not None and best is not None:
+        model.load_state_dict(best[2])
+        history["best_epoch"] = best[1] + 1
+        history["epochs_trained"] = len(history["loss"])
     model.eval()
     return history
+
+
+def _validation_score(model, validation, adversarial, seed):
+    """Clean accuracy on ``validation``, or accuracy under the training attack when ``adversarial``."""
+    x_val, y_val = validation
+    if adversarial:
+        dev = next(model.parameters()).device
+        model.eval()
+        x_val = torch.cat([_adversarial_batch(model, xb.to(dev), yb.to(dev), adversarial, seed=seed).cpu()
+                           for xb, yb in zip(torch.split(x_val, 512), torch.split(y_val, 512))])
+    return accuracy(model, x_val, y_val)
 
 
 @torch.no_grad()
@@ -235,6 +278,9 @@ def trained_model(spec: dict, *, cache: Cache | None = None, device=None, checkp
     spec : dict
         ``{"data": {load_dataset kwargs, "exclude_class": int | None},
         "model": {"name": str, **options}, "train": {fit kwargs}, "seed": int}``.
+        ``train`` may hold ``val_fraction``: a stratified share of the training data held out (by the
+        spec's seed) as ``fit``'s ``validation`` for early stopping (``patience``) and best-epoch
+        selection.
         Everything that changes the result must be in the spec: it is the cache key.
     cache : Cache, optional (default: the default cache folder)
     device : str or torch.device, optional
@@ -264,13 +310,17 @@ def trained_model(spec: dict, *, cache: Cache | None = None, device=None, checkp
         x, y = ds.x_train, ds.y_train
         if excluded is not None:
             x, y = leave_one_out(x, y, excluded)
+        train_kw = dict(spec["train"])
+        val_fraction = train_kw.pop("val_fraction", None)
+        if val_fraction:
+            (x, y), train_kw["validation"] = validation_split(x, y, val_fraction, seed=spec.get("seed", 0))
         states = []
         hook = None
         if checkpoints:
             def hook(epoch, m, hist):
                 states.append({k: v.detach().cpu().clone() for k, v in m.state_dict().items()})
         hist = fit(model, x, y, seed=spec.get("seed", 0), device=dev, on_epoch_end=hook, progress=progress,
-                   **spec["train"])
+                   **train_kw)
         out = {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": hist}
         if checkpoints:
             out["checkpoints"] = states
