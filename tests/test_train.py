@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 import torch
 
@@ -101,3 +102,50 @@ def test_bad_training_options(digits, kw):
 def test_spec_missing_keys(cache):
     with pytest.raises(ValueError, match="missing 'train'"):
         trained_model({"data": {"name": "digits"}, "model": {"name": "mlp"}}, cache=cache)
+
+
+def test_validation_split_is_stratified_disjoint_and_seeded(digits):
+    from reprobust.data import validation_split
+
+    x, y = digits.x_train, digits.y_train
+    (xf, yf), (xv, yv) = validation_split(x, y, 0.2, seed=1)
+    assert len(yf) + len(yv) == len(y)
+    counts, vcounts = torch.bincount(y), torch.bincount(yv, minlength=len(torch.bincount(y)))
+    assert torch.all((vcounts - 0.2 * counts).abs() <= 1)
+    (_, _), (xv2, _) = validation_split(x, y, 0.2, seed=1)
+    assert torch.equal(xv, xv2)
+    (_, _), (xv3, _) = validation_split(x, y, 0.2, seed=2)
+    assert not torch.equal(xv, xv3)
+    with pytest.raises(ValueError, match="validation fraction"):
+        validation_split(x, y, 1.5)
+
+
+def test_early_stopping_restores_the_best_validation_epoch(digits):
+    from reprobust.models import build_model
+    from reprobust.train import accuracy, fit
+
+    x, y = digits.x_train[:400], digits.y_train[:400]
+    xv, yv = digits.x_test[:200], digits.y_test[:200]
+    torch.manual_seed(0)
+    net = build_model("mlp", input_shape=digits.input_shape, num_classes=10, mean=digits.mean, std=digits.std)
+    seen = []
+    hist = fit(net, x, y, epochs=40, lr=0.5, validation=(xv, yv), patience=3, seed=0,
+               on_epoch_end=lambda e, m, h: seen.append(accuracy(m, xv, yv)))
+    assert hist["epochs_trained"] == len(hist["val_accuracy"]) == len(seen)
+    best = int(np.argmax(hist["val_accuracy"]))
+    assert hist["best_epoch"] == best + 1
+    assert accuracy(net, xv, yv) == pytest.approx(max(hist["val_accuracy"]))
+    if hist["epochs_trained"] < 40:  # stopped early: exactly `patience` epochs without improvement
+        assert hist["epochs_trained"] - hist["best_epoch"] == 3
+    with pytest.raises(ValueError, match="needs validation"):
+        fit(net, x, y, epochs=1, patience=2)
+
+
+def test_trained_model_val_fraction_records_the_selection(cache):
+    from reprobust.train import trained_model
+
+    spec = {"data": {"name": "digits", "n_train": 300, "n_test": 100}, "model": {"name": "mlp"},
+            "train": {"epochs": 6, "val_fraction": 0.2, "patience": 2}, "seed": 0}
+    net = trained_model(spec, cache=cache)
+    h = net.history
+    assert 1 <= h["best_epoch"] <= h["epochs_trained"] <= 6 and len(h["val_accuracy"]) == h["epochs_trained"]

@@ -168,7 +168,7 @@ def test_an_interrupted_run_resumes_bit_identical(tmp_path, digits):
     resumed_epochs = []
     net = _dropout_net()
     hist = fit(net, x, y, checkpoint_path=ckpt, on_epoch_end=lambda e, m, h: resumed_epochs.append(e), **TRAIN)
-    assert resumed_epochs == [2, 3]
+    assert resumed_epochs == [1, 2, 3]  # epoch 1 was interrupted in its hook, before its state was saved
     assert hist == ref_hist
     for (k, a), b in zip(ref.state_dict().items(), net.state_dict().values()):
         assert torch.equal(a, b), k
@@ -264,3 +264,30 @@ def test_capsnet_reconstruction_regulariser_adds_the_decoder_loss(digits):
     with pytest.raises(ValueError, match="reconstruction=True"):
         fit(build_model("capsnet", **digits.model_kwargs()), digits.x_train[:8], digits.y_train[:8], epochs=1,
             loss="margin", regularizer={"name": "capsule_reconstruction"})
+
+
+def test_resume_keeps_the_best_epoch_and_an_early_stop(tmp_path, digits):
+    x, y = digits.x_train[:256], digits.y_train[:256]
+    val = (digits.x_test[:100], digits.y_test[:100])
+    kw = dict(epochs=10, batch_size=64, lr=0.5, seed=3, validation=val, patience=1, augment=dict(padding=1))
+    ref = _dropout_net()
+    ref_hist = fit(ref, x, y, **kw)
+    net = _dropout_net()
+    ckpt = tmp_path / "state.pt"
+
+    def stop(epoch, m, h):
+        if epoch == 2:
+            raise _Interrupt
+
+    with pytest.raises(_Interrupt):
+        fit(net, x, y, checkpoint_path=ckpt, on_epoch_end=stop, **kw)
+    net = _dropout_net()
+    hist = fit(net, x, y, checkpoint_path=ckpt, **kw)
+    assert hist == ref_hist and "best_epoch" in hist
+    assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), net.state_dict().values()))
+    # Restarting a finished run trains nothing more and restores the same best weights.
+    again = _dropout_net()
+    epochs = []
+    assert fit(again, x, y, checkpoint_path=ckpt, on_epoch_end=lambda e, m, h: epochs.append(e), **kw) == ref_hist
+    assert all(torch.equal(a, b) for a, b in zip(ref.state_dict().values(), again.state_dict().values()))
+    assert epochs == [] and hist["epochs_trained"] < 10  # it did stop early, and stays stopped

@@ -22,8 +22,9 @@ FORMAT = 1
 
 
 def save_training_state(path, *, epoch: int, step: int, model, optimizer, generator: torch.Generator,
-                        history: dict, signature: str) -> None:
-    """Atomically write the state after ``epoch`` (0-based) has finished."""
+                        history: dict, signature: str, extra: dict | None = None) -> None:
+    """Atomically write the state after ``epoch`` (0-based) has finished; ``extra``: further loop state
+    (tensors, numbers, containers), e.g. the best validation epoch."""
     state = {
         "format": FORMAT, "epoch": int(epoch), "step": int(step), "signature": signature,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -32,6 +33,7 @@ def save_training_state(path, *, epoch: int, step: int, model, optimizer, genera
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
         "history": history,
+        "extra": extra or {},
     }
     buf = io.BytesIO()
     torch.save(state, buf)

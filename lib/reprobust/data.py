@@ -428,6 +428,34 @@ def stratified_batches(y: torch.Tensor, batch_size: int, generator: torch.Genera
     return list(torch.split(order, batch_size))
 
 
+def validation_split(x: torch.Tensor, y: torch.Tensor, fraction: float, seed: int = 0):
+    """Hold out a stratified ``fraction`` of ``(x, y)`` for validation (early stopping, model selection).
+
+    Each class contributes ``round(fraction * count)`` examples (at least one), chosen by ``seed``.
+
+    Returns
+    -------
+    (x_fit, y_fit), (x_val, y_val) : Tensors; the two parts are disjoint and cover ``x``
+
+    Example
+    -------
+    >>> (xf, yf), (xv, yv) = validation_split(ds.x_train, ds.y_train, 0.1, seed=0)
+    """
+    from .validation import check_range
+
+    check_range("validation fraction", fraction, low=0, high=1, low_inclusive=False, high_inclusive=False)
+    gen = torch.Generator().manual_seed(seed)
+    val = []
+    for c in torch.unique(y).tolist():
+        idx = torch.nonzero(y == c).flatten()
+        idx = idx[torch.randperm(len(idx), generator=gen)]
+        val.append(idx[: max(1, round(fraction * len(idx)))])
+    val = torch.sort(torch.cat(val)).values
+    mask = torch.ones(len(y), dtype=torch.bool)
+    mask[val] = False
+    return (x[mask], y[mask]), (x[val], y[val])
+
+
 def leave_one_out(x: torch.Tensor, y: torch.Tensor, excluded: int):
     """Drop class ``excluded`` and re-index the remaining labels to ``0 … N-2``.
 

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from .attacks import fgsm, pgd
 from .augment import random_crop_flip
 from .cache import Cache, atomic_write_bytes
-from .data import leave_one_out, load_dataset, stratified_batches
+from .data import leave_one_out, load_dataset, stratified_batches, validation_split
 from .device import resolve_device
 from .features import ActivationRecorder
 from .models import build_model
@@ -165,6 +165,7 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
         momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0,
         device=None, adversarial: dict | None = None, label_smoothing: float = 0.0, noise_std: float = 0.0,
         loss: str = "ce", regularizer: dict | None = None, stratified: bool = False,
+        validation: tuple | None = None, patience: int | None = None, monitor: str = "accuracy",
         on_epoch_end=None, progress: bool = False, milestones=(), gamma=0.1, augment: dict | None = None,
         amp: bool | None = None, channels_last: bool | None = None, checkpoint_path=None) -> dict:
     """Train ``model`` in place on ``(x, y)``.
@@ -185,6 +186,16 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
     loss : str, a key of :data:`LOSSES`
     regularizer : dict, optional, ``{"name": key of REGULARIZERS, **params}``
     stratified : bool, every class in every batch (:func:`reprobust.data.stratified_batches`)
+    validation : (x_val, y_val), optional
+        Held-out data scored after every epoch (``history["val_accuracy"]``); the weights of the best
+        epoch are restored at the end (ties: the earliest), so the model is selected on validation
+        data, never on the test set.
+    patience : int, optional
+        With ``validation``: stop once the monitored accuracy has not improved for this many epochs
+        (``epochs`` is then the maximum). ``None`` trains all ``epochs``.
+    monitor : {'accuracy', 'robust_accuracy'}
+        What ``validation`` scores: clean accuracy, or accuracy under the ``adversarial`` attack
+        (robust training selects on robust validation accuracy, as Rice et al. 2020 do).
     on_epoch_end : callable(epoch, model, history), optional, e.g. to snapshot checkpoints
     milestones, gamma : schedule ``'multistep'``: epochs where the rate is multiplied by ``gamma`` (one
         number, or one per milestone, see :func:`multistep_factor`); ``'exponential'``: ``lr · gamma^epoch``
@@ -201,12 +212,15 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
     checkpoint_path : path, optional
         Write the full training state there after every epoch and, when the file already holds the
         state of this same run, resume after its last epoch (:mod:`reprobust.checkpoint`): on the CPU a
-        resumed run ends bit-identical to an uninterrupted one. ``on_epoch_end`` is not called again
-        for epochs finished before the restart.
+        resumed run ends bit-identical to an uninterrupted one. The state is written after
+        ``on_epoch_end`` and the validation (best epoch, early stop included), so ``on_epoch_end`` is
+        not called again for epochs saved before the restart (an epoch interrupted after its hook ran
+        is trained again and calls it again).
 
     Returns
     -------
-    history : dict with lists ``loss`` and ``train_accuracy`` (one entry per epoch)
+    history : dict with lists ``loss`` and ``train_accuracy`` (one entry per epoch); with
+        ``validation`` also ``val_accuracy``, ``best_epoch`` (1-based) and ``epochs_trained``
     """
     check_range("epochs", epochs, low=0)
     check_range("batch_size", batch_size, low=1)
@@ -216,6 +230,13 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
     check_choice("optimizer", optimizer, OPTIMIZERS)
     check_choice("schedule", schedule, SCHEDULES)
     check_choice("loss", loss, LOSSES)
+    check_choice("validation monitor", monitor, ("accuracy", "robust_accuracy"))
+    if patience is not None:
+        check_range("patience", patience, low=1)
+        if validation is None:
+            raise ValueError(f"patience={patience!r} needs validation data; pass validation=(x_val, y_val)")
+    if monitor == "robust_accuracy" and not adversarial:
+        raise ValueError("monitor='robust_accuracy' needs an adversarial training config; valid choices: accuracy")
     if schedule == "multistep":
         multistep_factor(0, milestones, gamma)  # validates gamma against milestones
     if augment is not None:
@@ -232,7 +253,9 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
             weight_decay=weight_decay, schedule=schedule, seed=seed, adversarial=adversarial,
             label_smoothing=label_smoothing, noise_std=noise_std, loss=loss, regularizer=regularizer,
             stratified=stratified, milestones=list(milestones), gamma=gamma, augment=augment,
-            amp=use_amp, channels_last=use_cl))
+            amp=use_amp, channels_last=use_cl, patience=patience, monitor=monitor,
+            validation=None if validation is None else [list(validation[0].shape),
+                                                        int((validation[1].long().cpu() * 31 + 7).sum())]))
     model.to(dev)
     x, y = x.to(dev), y.to(dev)
     if use_cl and x.ndim == 4:
@@ -251,6 +274,7 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
         reg = dict(regularizer)
         reg_layers, reg_fn = _regularizer(reg.pop("name", None))(model, **reg)
     history = {"loss": [], "train_accuracy": []}
+    best = None  # (validation score, epoch, state dict)
     step = 0
     start = 0
     if checkpoint_path is not None:
@@ -260,6 +284,12 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
         if state is not None:
             restore_training_state(state, model=model, optimizer=opt, generator=gen)
             start, step, history = state["epoch"] + 1, state["step"], state["history"]
+            extra = state.get("extra", {})
+            if "best" in extra:
+                b = extra["best"]
+                best = (b["score"], b["epoch"], {k: v.to(dev) for k, v in b["state"].items()})
+            if extra.get("stopped"):
+                start = epochs  # the run had already stopped early
     for epoch in tqdm(range(start, epochs), desc="train", disable=not progress, mininterval=2, leave=False,
                       initial=start, total=epochs):
         for g in opt.param_groups:
@@ -304,15 +334,45 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
             seen += len(idx)
         history["loss"].append(total / max(seen, 1))
         history["train_accuracy"].append(correct / max(seen, 1))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, model, history)
+        stop = False
+        if validation is not None:
+            score = _validation_score(model, validation, adversarial if monitor == "robust_accuracy" else None,
+                                      seed=seed)
+            history.setdefault("val_accuracy", []).append(score)
+            if best is None or score > best[0]:
+                best = (score, epoch, {k: v.detach().clone() for k, v in model.state_dict().items()})
+            stop = patience is not None and epoch - best[1] >= patience
         if checkpoint_path is not None:
             from .checkpoint import save_training_state
 
+            # After validation, so that the best epoch and an early stop survive a restart too.
+            extra = {"stopped": stop}
+            if best is not None:
+                extra["best"] = {"score": best[0], "epoch": best[1],
+                                 "state": {k: v.detach().cpu() for k, v in best[2].items()}}
             save_training_state(checkpoint_path, epoch=epoch, step=step, model=model, optimizer=opt,
-                                generator=gen, history=history, signature=signature)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch, model, history)
+                                generator=gen, history=history, signature=signature, extra=extra)
+        if stop:
+            break
+    if validation is not None and best is not None:
+        model.load_state_dict(best[2])
+        history["best_epoch"] = best[1] + 1
+        history["epochs_trained"] = len(history["loss"])
     model.eval()
     return history
+
+
+def _validation_score(model, validation, adversarial, seed):
+    """Clean accuracy on ``validation``, or accuracy under the training attack when ``adversarial``."""
+    x_val, y_val = validation
+    if adversarial:
+        dev = next(model.parameters()).device
+        model.eval()
+        x_val = torch.cat([_adversarial_batch(model, xb.to(dev), yb.to(dev), adversarial, seed=seed).cpu()
+                           for xb, yb in zip(torch.split(x_val, 512), torch.split(y_val, 512))])
+    return accuracy(model, x_val, y_val)
 
 
 @torch.no_grad()
@@ -361,6 +421,9 @@ def trained_model(spec: dict, *, cache: Cache | None = None, device=None, checkp
     spec : dict
         ``{"data": {load_dataset kwargs, "exclude_class": int | None},
         "model": {"name": str, **options}, "train": {fit kwargs}, "seed": int}``.
+        ``train`` may hold ``val_fraction``: a stratified share of the training data held out (by the
+        spec's seed) as ``fit``'s ``validation`` for early stopping (``patience``) and best-epoch
+        selection.
         Everything that changes the result must be in the spec: it is the cache key.
     cache : Cache, optional (default: the default cache folder)
     device : str or torch.device, optional
@@ -399,6 +462,10 @@ def trained_model(spec: dict, *, cache: Cache | None = None, device=None, checkp
         x, y = ds.x_train, ds.y_train
         if excluded is not None:
             x, y = leave_one_out(x, y, excluded)
+        train_kw = dict(spec["train"])
+        val_fraction = train_kw.pop("val_fraction", None)
+        if val_fraction:
+            (x, y), train_kw["validation"] = validation_split(x, y, val_fraction, seed=spec.get("seed", 0))
         states = []
         hook = None
         if checkpoints and use_resume:
@@ -412,10 +479,11 @@ def trained_model(spec: dict, *, cache: Cache | None = None, device=None, checkp
                 states.append({k: v.detach().cpu().clone() for k, v in m.state_dict().items()})
         extra = {"checkpoint_path": resume_dir / "state.pt"} if use_resume else {}
         hist = fit(model, x, y, seed=spec.get("seed", 0), device=dev, on_epoch_end=hook, progress=progress,
-                   **extra, **spec["train"])
+                   **extra, **train_kw)
         if checkpoints and use_resume:
+            # every epoch trained (early stopping may end before spec["train"]["epochs"])
             states = [torch.load(resume_dir / f"epoch-{e:04d}.pt", map_location="cpu", weights_only=True)
-                      for e in range(spec["train"].get("epochs", 10))]
+                      for e in range(len(hist["loss"]))]
         out = {"state_dict": {k: v.cpu() for k, v in model.state_dict().items()}, "history": hist}
         if checkpoints:
             out["checkpoints"] = states
