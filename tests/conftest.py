@@ -24,12 +24,15 @@ def digits():
 @pytest.fixture
 def run_smoke(tmp_path):
     """Run one notebook on the smoke profile through the headless runner (a separate process, like
-    ``./run_all.sh``); check it published the expected figures and tables and a claims table whose
-    verdicts are valid; return its output folder."""
+    ``./run_all.sh``); check it published the expected figures and tables, a claims table in which
+    every verdict follows from its own row (and no row with < 3 replicates carries a verdict) and the
+    replicate values behind it; return its output folder."""
     import subprocess
     import sys
 
     import pandas as pd
+
+    from reprobust.claims import VERDICTS, check_claims_table
 
     def run(number: str, figures=(), tables=()):
         out = tmp_path / "figures"
@@ -40,10 +43,13 @@ def run_smoke(tmp_path):
         (folder,) = [p for p in out.iterdir() if p.is_dir() and p.name.startswith(number + "_")]
         for name in figures:
             assert (folder / f"{name}.png").stat().st_size > 1000, name
-        for name in (*tables, "claims"):
+        for name in (*tables, "claims", "claims_replicates"):
             assert (folder / f"{name}.csv").exists() and (folder / f"{name}.md").exists(), name
-        verdicts = set(pd.read_csv(folder / "claims.csv")["verdict"])
-        assert verdicts and verdicts <= {"supported", "not supported", "inconclusive"}
+        claims = pd.read_csv(folder / "claims.csv")
+        assert len(claims) and set(claims["verdict"]) <= set(VERDICTS)
+        check_claims_table(claims)
+        replicates = pd.read_csv(folder / "claims_replicates.csv")
+        assert set(claims["id"]) == set(replicates["id"])
         return folder
 
     return run
