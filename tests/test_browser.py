@@ -230,6 +230,10 @@ def test_notebook_runs_in_jupyterlab_on_the_smoke_profile(browser, lab, name):
             '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').all_text_contents()
             if "Traceback (most recent call last)" in t]
         assert not tracebacks, tracebacks[0]
+        # the lab's environment has ipywidgets: tqdm draws progress bars, not "IProgress not found"
+        stderr = " ".join(page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')
+                          .all_text_contents())
+        assert "IProgress not found" not in stderr
         images = page.locator(".jp-OutputArea .jp-RenderedImage img")
         assert images.count() >= 1, "no figure rendered inline"
         assert images.first.evaluate("img => img.naturalWidth") > 100

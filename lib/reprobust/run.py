@@ -462,7 +462,9 @@ def write_manifest(output_root: Path = FIGURES_DIR) -> dict:
                 lines += [f"Table **{out['name']}** — {out.get('caption', '')}: "
                           f"[csv]({folder.name}/{out['name']}.csv), [markdown]({folder.name}/{out['name']}.md)", ""]
         if claims:
-            lines += ["### Claims", "", claims]
+            lines += ["### Claims", "", claims,
+                      f"Full table (rule, expected direction, p-values, notes): [csv]({folder.name}/claims.csv), "
+                      f"[markdown]({folder.name}/claims.md)", ""]
         sections.append("\n".join(lines))
     manifest.update(_manifest_platform(platforms))
     atomic_write_bytes(output_root / "MANIFEST.json", json.dumps(manifest, indent=1, sort_keys=True).encode())
@@ -652,7 +654,7 @@ def main(argv=None) -> int:
         ran = [r["name"] for r in results if r["ok"]]
         report = compare.compare_folders(committed, output_root, ran)
         atomic_write_bytes(output_root / "COMPARISON.json", json.dumps(report, indent=1, sort_keys=True).encode())
-        print(compare.format_report(report, committed, output_root))
+        print(compare.format_report(report, _shown(committed), _shown(output_root)))
     failures = [r["name"] for r in results if not r["ok"]]
     print(f"done in {time.perf_counter() - t_all:.1f} s: {len(names) - len(failures)} ok, "
           f"{len(failures)} failed{' (' + ', '.join(failures) + ')' if failures else ''}")
@@ -826,9 +828,15 @@ def summarize(results: list, output_root: Path) -> list:
     return rows
 
 
+def _shown(path: Path):
+    """``path`` relative to the repository when it lies inside it (shorter lines for the reader)."""
+    path = Path(path).absolute()
+    return path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path
+
+
 def format_summary(rows: list, profile: str, output_root: Path) -> str:
     """The end-of-run table: notebook, status, wall time, figures written, verdicts (by kind)."""
-    where = output_root.relative_to(REPO_ROOT) if output_root.is_absolute() and output_root.is_relative_to(REPO_ROOT) else output_root
+    where = _shown(output_root)
     header = ("notebook", "status", "wall", "figures", "verdicts")
     body = [(r["name"], r["status"], f"{r['seconds']:.1f} s", "-" if r["figures"] is None else str(r["figures"]),
              _verdict_text(r["verdicts"])) for r in rows]
