@@ -9,7 +9,8 @@ downloads a browser of its own. Whatever this machine cannot do is a skip that s
 The server runs on a copy of ``notebooks/`` (plus ``jupytext.toml``) in a temporary folder, so the
 test's edits and saves never touch the repository; the kernel imports the package under test, caches
 into a temporary folder and, on the smoke profile, writes its figures into ``build/smoke/<notebook>``.
-Screenshots go to ``build/browser/``.
+Screenshots (``<notebook>-figure.png``: the first figure; ``<notebook>.png``: the claims table) go to
+``build/browser/``.
 """
 
 from __future__ import annotations
@@ -237,11 +238,13 @@ def test_notebook_runs_in_jupyterlab_on_the_smoke_profile(browser, lab, name):
         images = page.locator(".jp-OutputArea .jp-RenderedImage img")
         assert images.count() >= 1, "no figure rendered inline"
         assert images.first.evaluate("img => img.naturalWidth") > 100
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        images.first.scroll_into_view_if_needed()
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-figure.png"))
         claims = page.locator(".jp-OutputArea table").filter(
             has=page.locator("th", has_text=re.compile(r"^verdict$")))
         assert claims.count() >= 1, "no claims table (a table with a 'verdict' column) is shown"
         claims.last.scroll_into_view_if_needed()
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shot = SCREENSHOTS / f"{name}.png"
         page.screenshot(path=str(shot))
         assert shot.stat().st_size > 10_000

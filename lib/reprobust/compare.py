@@ -99,7 +99,7 @@ def compare_tables(committed_csv, rerun_csv) -> dict:
             out["numbers"] += 1
             if rel > 0:
                 out["differ"] += 1
-            if rel > out["max_rel_diff"] or (out["worst"] is None and rel > 0):
+            if rel > out["max_rel_diff"]:
                 out["max_rel_diff"] = rel
                 label = ref["id"].iloc[row] if "id" in ref.columns else int(row)
                 out["worst"] = {"row": label if isinstance(label, str) else int(label), "column": str(col),

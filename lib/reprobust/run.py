@@ -685,7 +685,8 @@ def _run_sequential(names, params, declared, args, output_root, board: ProgressB
                               on_cell=lambda index, total, name=name: board.cell(name, index, total),
                               log=board.message)
             except RunnerError as e:
-                board.finish(name, f"error: {e}")
+                board.finish(name, f"[{i}/{len(names)}] {name}: not run")
+                print(f"error: {e}", file=sys.stderr)
                 return 2
             board.finish(name, _finish_line(i, len(names), res))
             results.append(res)
