@@ -93,7 +93,7 @@ def browser(request):
     with sync_playwright() as p:
         try:
             # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start
-            b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+            b = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-dev-shm-usage"])
         except PlaywrightError as e:
             pytest.skip(f"{CHROMIUM} does not start here: {str(e).splitlines()[0]}")
         yield b
@@ -239,8 +239,10 @@ def test_notebook_runs_in_jupyterlab_on_the_smoke_profile(browser, lab, name):
         assert images.count() >= 1, "no figure rendered inline"
         assert images.first.evaluate("img => img.naturalWidth") > 100
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        images.first.scroll_into_view_if_needed()
-        page.screenshot(path=str(SCREENSHOTS / f"{name}-figure.png"))
+        for _ in range(3):   # off-screen cells are laid out only when they scroll in (content-visibility)
+            images.first.scroll_into_view_if_needed()
+            page.wait_for_timeout(300)
+        images.first.screenshot(path=str(SCREENSHOTS / f"{name}-figure.png"))    # the figure as the reader sees it
         claims = page.locator(".jp-OutputArea table").filter(
             has=page.locator("th", has_text=re.compile(r"^verdict$")))
         assert claims.count() >= 1, "no claims table (a table with a 'verdict' column) is shown"
