@@ -9,11 +9,16 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg", force=False)
+# Headless by default — but never override a backend chosen through $MPLBACKEND: in JupyterLab the
+# kernel sets it to matplotlib-inline so that figures render in the notebook (forcing Agg here would
+# silently hide every plot from a reader), and the headless runner sets it to Agg itself.
+if not os.environ.get("MPLBACKEND"):
+    matplotlib.use("Agg", force=False)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
