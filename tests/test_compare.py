@@ -126,7 +126,7 @@ def test_compare_to_committed_reruns_and_reports_a_changed_number_and_a_flipped_
     shutil.copytree(tmp_path / "a", committed)
     # ... in which one number and one verdict are changed by hand
     claims = pd.read_csv(committed / "01_demo" / "claims.csv")
-    value_col = "estimate" if "estimate" in claims.columns else "value"
+    value_col = "estimate"
     original = float(claims.loc[0, value_col])
     claims.loc[0, value_col] = original * 1.25
     old_verdict = claims.loc[0, "verdict"]
