@@ -47,3 +47,15 @@ def run_smoke(tmp_path):
         return folder
 
     return run
+
+
+@pytest.fixture(scope="session")
+def adv_cnn(digits):
+    """A small CNN adversarially trained (L∞ PGD, ε = 0.1) on the digits: robust to part of the attacks."""
+    from reprobust.models import build_model
+    from reprobust.train import fit
+
+    torch.manual_seed(0)
+    net = build_model("cnn", channels=(16, 32), strides="12", batchnorm=True, **digits.model_kwargs())
+    fit(net, digits.x_train, digits.y_train, epochs=8, seed=0, adversarial={"attack": "pgd", "eps": 0.1, "steps": 2})
+    return net.eval()

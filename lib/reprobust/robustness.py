@@ -34,6 +34,7 @@ import torch
 
 from .attacks import AttackResult, apgd, pgd
 from .attacks.square import square
+from .train import predict
 from .validation import check_choice, check_range
 
 ENSEMBLES = ("fast", "standard")
@@ -68,7 +69,7 @@ class RobustAccuracy:
 
 
 def ensemble_attacks(ensemble: str, *, eps: float, norm: str, seed: int = 0, pgd_steps: int = 10,
-                     apgd_steps: int = 100, n_target_classes: int | None = None, square_queries: int = 5000,
+                     apgd_steps: int = 100, n_target_classes: int | None = None, square_queries: int = 1000,
                      batch_size: int | None = None) -> list:
     """The attacks of an ensemble as ``[(name, fn(model, x, y) -> AttackResult), ...]``.
 
@@ -108,8 +109,6 @@ def _model_device(model):
 
 def _worst_case(model, x, y, attacks, *, fallback="apgd-ce"):
     """Run every attack on the correctly classified images; combine per image."""
-    from .train import predict
-
     dev = _model_device(model)
     x, y = x.to(dev), y.to(dev)
     correct = (predict(model, x, device=dev).argmax(1).to(dev) == y)
@@ -172,3 +171,106 @@ def robust_accuracy(model, x, y, *, eps: float, norm: str = "linf", ensemble: st
     n = max(len(x), 1)
     return RobustAccuracy(clean=float(correct.sum()) / n, robust=float((~fooled).sum()) / n,
                           per_attack=per_attack, first_success=first.astype(str), x_adv=x_adv.to(x.device))
+
+
+def attack_diagnostics(model, x, y, *, eps: float, norm: str = "linf", reference_model=None, seed: int = 0,
+                       ensemble: str = "fast", large_eps: float | None = None, tolerance: float = 0.02,
+                       steps_factor: int = 4, restarts: int = 5, square_queries: int = 1000, pgd_steps: int = 10,
+                       apgd_steps: int = 100, n_target_classes: int | None = None,
+                       batch_size: int | None = None) -> pd.DataFrame:
+    """Checks that the robust accuracy of :func:`robust_accuracy` is not an artefact of weak attacks.
+
+    Each row is a check that fails when the evaluation is suspect (Carlini et al. 2019, §5; the symptoms
+    of gradient masking of Athalye et al. 2018):
+
+    1. robust accuracy reaches 0 at a large budget (``large_eps``, default ``4·eps``, at most 1 for L∞):
+       an unbounded attack must always succeed;
+    2. APGD-CE with ``steps_factor`` × more iterations, run on the images the ensemble left robust,
+       lowers robust accuracy by at most ``tolerance``;
+    3. APGD-CE with ``restarts`` new random starts, likewise;
+    4. a transfer attack (APGD-CE and PGD crafted on ``reference_model``, e.g. a standard model of
+       the same architecture) does not leave fewer images robust than the white-box attacks;
+    5. the black-box Square attack (``square_queries`` queries) does not either.
+
+    Parameters
+    ----------
+    model : nn.Module; x : Tensor (N, C, H, W) in [0, 1]; y : LongTensor (N,)
+    eps : float, norm : {'linf', 'l2'}, seed : int
+    reference_model : nn.Module, optional; without it the transfer row has ``value`` NaN and
+        ``passed`` None
+    ensemble : {'fast', 'standard'}, the white-box evaluation being checked
+    large_eps : float, optional
+    tolerance : float, largest acceptable drop in robust accuracy (checks 2 and 3)
+    steps_factor, restarts, square_queries : budgets of checks 2, 3, 5
+    pgd_steps, apgd_steps, n_target_classes, batch_size : as in :func:`robust_accuracy`
+
+    Returns
+    -------
+    DataFrame with one row per check and columns ``check`` (what is compared, with the rule),
+    ``value``, ``threshold`` and ``passed`` (bool; None where a check could not run).
+
+    Example
+    -------
+    >>> attack_diagnostics(net, x, y, eps=0.2, reference_model=standard_net)
+    """
+    check_range("eps", eps, low=0, low_inclusive=False)
+    check_choice("norm", norm, NORMS)
+    check_range("tolerance", tolerance, low=0)
+    check_range("steps_factor", steps_factor, low=1)
+    check_range("restarts", restarts, low=1)
+    if large_eps is None:
+        large_eps = min(4 * eps, 1.0) if norm == "linf" else 4 * eps
+    kw = dict(norm=norm, seed=seed, pgd_steps=pgd_steps, apgd_steps=apgd_steps, n_target_classes=n_target_classes,
+              square_queries=square_queries, batch_size=batch_size)
+    base = robust_accuracy(model, x, y, eps=eps, ensemble=ensemble, **kw)
+    n = max(len(x), 1)
+    dev = _model_device(model)
+    x_dev, y_dev = x.to(dev), y.to(dev)
+    robust_idx = torch.as_tensor(np.flatnonzero(base.first_success == ""), dtype=torch.long, device=dev)
+    whitebox = float(np.isin(base.first_success, ["", "square"]).sum()) / n
+    rows = []
+
+    large = robust_accuracy(model, x, y, eps=large_eps, ensemble="fast", **kw)
+    rows.append((f"robust accuracy at large eps = {large_eps:g} (<= threshold)", large.robust, 0.0,
+                 large.robust <= 0.0))
+
+    def extra_drop(**apgd_kw):
+        if len(robust_idx) == 0:
+            return 0.0
+        res = apgd(model, x_dev[robust_idx], y_dev[robust_idx], eps=eps, norm=norm, loss="ce",
+                   batch_size=batch_size, **apgd_kw)
+        return float(res.success.sum()) / n
+
+    drop = extra_drop(steps=steps_factor * apgd_steps, seed=seed)
+    rows.append((f"drop in robust accuracy from APGD-CE with {steps_factor}x steps (<= threshold)", drop,
+                 tolerance, drop <= tolerance))
+    drop = extra_drop(steps=apgd_steps, restarts=restarts, seed=seed + 1)
+    rows.append((f"drop in robust accuracy from APGD-CE with {restarts} new restarts (<= threshold)", drop,
+                 tolerance, drop <= tolerance))
+
+    correct = base.first_success != "clean"
+    if reference_model is None:
+        rows.append(("transfer robust accuracy from a reference model (>= white-box); no reference model given",
+                     float("nan"), whitebox, None))
+    else:
+        fooled = torch.zeros(len(x), dtype=torch.bool)
+        ref_dev = _model_device(reference_model)
+        for craft in (lambda m, a, b: apgd(m, a, b, eps=eps, norm=norm, steps=apgd_steps, seed=seed, batch_size=batch_size),
+                      lambda m, a, b: pgd(m, a, b, eps=eps, norm=norm, steps=pgd_steps, seed=seed, batch_size=batch_size)):
+            x_t = craft(reference_model, x.to(ref_dev), y.to(ref_dev)).x_adv
+            fooled |= predict(model, x_t.to(dev), device=dev).argmax(1).cpu() != y.cpu()
+        transfer = float((torch.as_tensor(correct) & ~fooled).sum()) / n
+        rows.append(("transfer robust accuracy from the reference model (>= threshold: white-box)", transfer,
+                     whitebox, transfer >= whitebox))
+
+    if ensemble == "standard":
+        square_robust = base.per_attack["square"]
+    else:
+        idx = torch.as_tensor(np.flatnonzero(correct), dtype=torch.long, device=dev)
+        res = square(model, x_dev[idx], y_dev[idx], eps=eps, norm=norm, queries=square_queries, seed=seed,
+                     batch_size=batch_size)
+        square_robust = float((~res.success).sum()) / n
+    rows.append((f"Square ({square_queries} queries) robust accuracy (>= threshold: white-box)", square_robust,
+                 whitebox, square_robust >= whitebox))
+    rows = [(c, float(v), float(t), None if p is None else bool(p)) for c, v, t, p in rows]
+    return pd.DataFrame(rows, columns=["check", "value", "threshold", "passed"])

@@ -126,7 +126,7 @@ def square(model, x, y, *, eps: float, norm: str = "linf", queries: int = 5000, 
             best = (x + eps * _signs((n, c, 1, w), gen, dev, dt)).clamp(0, 1)
         else:
             tile_side = max(h // 5, 1)
-            start = (h - tile_side * 5) // 2
+            start = max((h - tile_side * 5) // 2, 0)
             delta = torch.zeros_like(x)
             for r0 in range(start, h, tile_side):
                 for c0 in range(start, w, tile_side):

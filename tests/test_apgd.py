@@ -1,0 +1,213 @@
+"""APGD (reprobust.attacks.apgd): closed-form oracles on linear models, an independent implementation
+(torchattacks), restarts, batching, the ball and the [0, 1] box."""
+
+import pytest
+import torch
+from torch import nn
+
+from reprobust.attacks import apgd, perturbation_norm, pgd
+from reprobust.attacks.apgd import dlr_loss, targeted_dlr_loss
+
+DIM = 16
+
+
+class Linear(nn.Module):
+    """Logits ``W (x − 0.5) + b`` on 4×4 images: the decision regions are polytopes."""
+
+    def __init__(self, n_classes, seed=0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.lin = nn.Linear(DIM, n_classes)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.randn(n_classes, DIM, generator=g))
+            self.lin.bias.copy_(0.1 * torch.randn(n_classes, generator=g))
+
+    def forward(self, x):
+        return self.lin(x.flatten(1) - 0.5)
+
+
+def minimal_distance(model, x, y, norm):
+    """Exact smallest perturbation (in ``norm``) that misclassifies each image, ignoring the [0, 1] box:
+    the closest of the half-spaces ``z_j ≥ z_y``, at distance ``(z_y − z_j) / ‖w_y − w_j‖_*`` (dual norm)."""
+    with torch.no_grad():
+        z = model(x)
+        w = model.lin.weight
+        diff = w[y][:, None, :] - w[None, :, :]
+        dual = diff.abs().sum(2) if norm == "linf" else diff.norm(dim=2)
+        d = (z.gather(1, y[:, None]) - z) / dual
+        d[torch.arange(len(y)), y] = torch.inf
+        return d.min(1).values
+
+
+def linear_problem(n_classes, norm, n=120):
+    model = Linear(n_classes)
+    g = torch.Generator().manual_seed(1)
+    x = 0.5 + 0.05 * (2 * torch.rand(n, 1, 4, 4, generator=g) - 1)
+    y = model(x).argmax(1)
+    d = minimal_distance(model, x, y, norm)
+    eps = float(d.median())
+    # The oracle ignores the box: check that no minimal perturbation can reach it.
+    assert eps + 0.05 < 0.45 if norm == "linf" else eps < 0.4
+    return model, x, y, d, eps
+
+
+def check_oracle(res, d, eps, tol):
+    must, cannot = d < eps / (1 + tol), d > eps
+    assert must.sum() > 20 and cannot.sum() > 20
+    assert res.success[must].all(), f"missed images with d/eps = {(d[must & ~res.success] / eps).tolist()}"
+    assert not res.success[cannot].any()  # impossible inside the ball: catches a wrong projection
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+@pytest.mark.parametrize("loss", ["ce", "pgd"])
+def test_binary_linear_model_minimal_perturbation_found(norm, loss):
+    """Two classes: the loss gradient points at the only boundary, so APGD-CE and PGD must reach it."""
+    model, x, y, d, eps = linear_problem(2, norm)
+    if loss == "pgd":
+        res = pgd(model, x, y, eps=eps, norm=norm, steps=100)
+    else:
+        res = apgd(model, x, y, eps=eps, norm=norm, loss=loss, steps=100)
+    check_oracle(res, d, eps, tol=0.02)
+    assert (res.norms <= eps * (1 + 1e-5)).all()
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_apgd_t_finds_the_closest_of_nine_boundaries(norm):
+    """Ten classes: the closest boundary can be to any class; APGD-T tries every target."""
+    model, x, y, d, eps = linear_problem(10, norm)
+    res = apgd(model, x, y, eps=eps, norm=norm, loss="dlr-targeted", steps=100, n_target_classes=9)
+    check_oracle(res, d, eps, tol=0.02)
+    # With only the top target class it must do worse: the targets matter.
+    few = apgd(model, x, y, eps=eps, norm=norm, loss="dlr-targeted", steps=100, n_target_classes=1)
+    assert few.success.sum() < res.success.sum()
+
+
+def test_dlr_losses_match_their_definitions():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(50, 6, generator=g)
+    y = torch.randint(0, 6, (50,), generator=g)
+    t = (y + 1) % 6
+    for i in range(50):
+        zi = z[i].tolist()
+        srt = sorted(zi, reverse=True)
+        other = max(v for j, v in enumerate(zi) if j != y[i])
+        assert dlr_loss(z, y)[i].item() == pytest.approx(-(zi[y[i]] - other) / (srt[0] - srt[2]), rel=1e-5)
+        expect = -(zi[y[i]] - zi[t[i]]) / (srt[0] - 0.5 * (srt[2] + srt[3]))
+        assert targeted_dlr_loss(z, y, t)[i].item() == pytest.approx(expect, rel=1e-5)
+    # DLR is invariant to shifting and positive scaling of the logits (Croce & Hein's point).
+    assert torch.allclose(dlr_loss(3 * z + 1, y), dlr_loss(z, y), atol=1e-5)
+
+
+class TwoBasins(nn.Module):
+    """One-pixel images at 0.5; the class-1 logit ``100u² + 5u − 1.2`` (u = x − 0.5) has its minimum
+    at u = −0.025: gradient ascent from a start left of it ends at u = −ε (still class 0), from the
+    right at u = +ε (class 1, for ε = 0.1). Only some random starts succeed."""
+
+    def forward(self, x):
+        u = x.flatten(1)[:, 0] - 0.5
+        return torch.stack([torch.zeros_like(u), 100 * u ** 2 + 5 * u - 1.2], dim=1)
+
+
+@pytest.mark.parametrize("attack", ["apgd", "pgd"])
+def test_later_restarts_rescue_failed_starts(attack):
+    net = TwoBasins()
+    x = torch.full((64, 1, 1, 1), 0.5)
+    y = torch.zeros(64, dtype=torch.long)
+    run = (lambda r: apgd(net, x, y, eps=0.1, steps=20, restarts=r, seed=3)) if attack == "apgd" else \
+          (lambda r: pgd(net, x, y, eps=0.1, steps=20, restarts=r, seed=3))
+    one, many = run(1), run(10)
+    assert 0.2 < one.success.float().mean() < 0.9   # the first start fails on some images ...
+    assert many.success.all()                       # ... and a later start succeeds on each of them
+    # Images that failed everywhere keep the attack's attempt, not the clean image.
+    assert (one.norms[~one.success] > 0.05).all()
+    assert (net(many.x_adv).argmax(1) == 1).all()
+
+
+def test_batching_does_not_change_the_result():
+    model, x, y, _, eps = linear_problem(10, "linf")
+    for loss in ("ce", "dlr-targeted"):
+        a = apgd(model, x, y, eps=eps, loss=loss, steps=30, restarts=2, seed=4)
+        b = apgd(model, x, y, eps=eps, loss=loss, steps=30, restarts=2, seed=4, batch_size=7)
+        assert torch.equal(a.success, b.success)
+        assert torch.allclose(a.x_adv, b.x_adv, atol=1e-6)
+        c = apgd(model, x, y, eps=eps, loss=loss, steps=30, restarts=2, seed=4)
+        assert torch.equal(a.x_adv, c.x_adv)   # deterministic under a seed
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.3), ("l2", 2.0)])
+def test_iterates_stay_in_the_ball_and_the_box(norm, eps, digits):
+    from reprobust.models import build_model
+    from reprobust.train import fit
+
+    torch.manual_seed(0)
+    net = build_model("mlp", **digits.model_kwargs())
+    fit(net, digits.x_train[:300], digits.y_train[:300], epochs=2, seed=0)
+    x = (digits.x_test[:100] > 0.5).float()   # pixels at exactly 0 and 1: the box binds everywhere
+    y = digits.y_test[:100]
+    for loss in ("ce", "dlr", "dlr-targeted"):
+        res = apgd(net, x, y, eps=eps, norm=norm, loss=loss, steps=20, n_target_classes=2)
+        assert res.x_adv.min() >= 0 and res.x_adv.max() <= 1
+        assert (res.norms <= eps * (1 + 1e-5)).all()
+        assert torch.allclose(res.norms, perturbation_norm(res.x_adv - x, norm))
+        with torch.no_grad():
+            assert torch.equal(net(res.x_adv).argmax(1) != y, res.success)
+
+
+def test_zero_budget_and_misclassified_images():
+    model, x, y, _, _ = linear_problem(10, "linf", n=40)
+    y_wrong = y.clone()
+    y_wrong[:5] = (y[:5] + 1) % 10
+    res = apgd(model, x, y_wrong, eps=0.0, loss="dlr-targeted")
+    assert res.success.tolist() == [True] * 5 + [False] * 35
+    assert torch.equal(res.x_adv, x)
+    res = apgd(model, x, y_wrong, eps=0.01)
+    assert res.success[:5].all() and torch.equal(res.x_adv[:5], x[:5])
+
+
+def test_restores_training_mode():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 4), nn.Dropout(0.5))
+    net.train()
+    apgd(net, torch.rand(8, 1, 4, 4), torch.zeros(8, dtype=torch.long), eps=0.1, steps=3)
+    assert net.training
+
+
+@pytest.mark.parametrize("kw", [dict(eps=-0.1), dict(eps=0.1, norm="l1"), dict(eps=0.1, loss="cw"),
+                                dict(eps=0.1, steps=0), dict(eps=0.1, restarts=0),
+                                dict(eps=0.1, n_target_classes=0), dict(eps=0.1, loss="dlr-targeted")])
+def test_bad_parameters(kw):
+    net = Linear(3)   # three classes: too few for the targeted DLR loss
+    with pytest.raises(ValueError, match="valid"):
+        apgd(net, torch.rand(4, 1, 4, 4), torch.zeros(4, dtype=torch.long), **kw)
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.15), ("l2", 0.8)])
+def test_at_least_as_strong_as_torchattacks_apgd(adv_cnn, digits, norm, eps):
+    """An independent implementation (Croce & Hein's code as packaged by torchattacks): same model, same
+    images, same settings (100 steps, one start); over three seeds ours leaves at most as many images
+    robust, up to one image per seed for the random starts."""
+    torchattacks = pytest.importorskip("torchattacks", reason="test-only extra: pip install --no-deps torchattacks==3.5.1")
+    x, y = digits.x_test[:150], digits.y_test[:150]
+    kind = {"linf": "Linf", "l2": "L2"}[norm]
+
+    def robust_count(attack):
+        with torch.no_grad():
+            return int((adv_cnn(attack(x, y)).argmax(1) == y).sum())
+
+    with torch.no_grad():
+        clean = int((adv_cnn(x).argmax(1) == y).sum())
+    for loss in ("ce", "dlr", "dlr-targeted"):
+        ours = ref = 0
+        for seed in range(3):
+            ours += int((~apgd(adv_cnn, x, y, eps=eps, norm=norm, loss=loss, steps=100, seed=seed,
+                               n_target_classes=3).success).sum())
+            if loss == "dlr-targeted":
+                # torchattacks' APGDT attacks the top n_classes − 1 targets: 3, as ours here.
+                ref += robust_count(torchattacks.APGDT(adv_cnn, norm=kind, eps=eps, steps=100, n_restarts=1,
+                                                       n_classes=4, seed=seed))
+            else:
+                ref += robust_count(torchattacks.APGD(adv_cnn, norm=kind, eps=eps, steps=100, n_restarts=1,
+                                                      loss=loss, seed=seed))
+        # Not vacuous: the model is mostly right on clean images and the attacks fool part of them.
+        assert clean > 100 and 30 < ref < 3 * clean - 30, (loss, ref, clean)
+        print(f"{norm} {loss}: robust images over 3 seeds, ours {ours}, torchattacks {ref}")
+        assert ours <= ref + 3, (loss, ours, ref)
