@@ -98,24 +98,9 @@ def test_dlr_losses_match_their_definitions():
     assert torch.allclose(dlr_loss(3 * z + 1, y), dlr_loss(z, y), atol=1e-5)
 
 
-class TwoBasins(nn.Module):
-    """One-pixel images at 0.5; the class-1 logit ``100u² + 5u − 1.2`` (u = x − 0.5) has its minimum
-    at u = −0.025: gradient ascent from a start left of it ends at u = −ε (still class 0), from the
-    right at u = +ε (class 1, for ε = 0.1). Only some random starts succeed."""
-
-    def forward(self, x):
-        u = x.flatten(1)[:, 0] - 0.5
-        return torch.stack([torch.zeros_like(u), 100 * u ** 2 + 5 * u - 1.2], dim=1)
-
-
-@pytest.mark.parametrize("attack", ["apgd", "pgd"])
-def test_later_restarts_rescue_failed_starts(attack):
-    net = TwoBasins()
-    x = torch.full((64, 1, 1, 1), 0.5)
-    y = torch.zeros(64, dtype=torch.long)
-    run = (lambda r: apgd(net, x, y, eps=0.1, steps=20, restarts=r, seed=3)) if attack == "apgd" else \
-          (lambda r: pgd(net, x, y, eps=0.1, steps=20, restarts=r, seed=3))
-    one, many = run(1), run(10)
+def test_later_restarts_rescue_failed_starts(two_basins):
+    net, x, y = two_basins
+    one, many = (apgd(net, x, y, eps=0.1, steps=20, restarts=r, seed=3) for r in (1, 10))
     assert 0.2 < one.success.float().mean() < 0.9   # the first start fails on some images ...
     assert many.success.all()                       # ... and a later start succeeds on each of them
     # Images that failed everywhere keep the attack's attempt, not the clean image.
