@@ -4,6 +4,8 @@ from torch import nn
 
 from reprobust.attacks import fgsm, perturbation_norm, pgd
 
+from linear_oracle import check_oracle, linear_problem
+
 
 class Fragile(nn.Module):
     """A linear classifier with a tiny margin on its inputs: any 0.05 step flips it."""
@@ -131,3 +133,11 @@ def test_bad_attack_parameters(fragile_batch, kw):
     net, x, y = fragile_batch
     with pytest.raises(ValueError, match="valid"):
         pgd(net, x, y, **kw)
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_pgd_finds_the_minimal_perturbation_of_a_binary_linear_model(norm):
+    """Closed form: the smallest misclassifying perturbation of a linear classifier is ``margin / ‖w‖_*``."""
+    model, x, y, d, eps = linear_problem(2, norm)
+    res = pgd(model, x, y, eps=eps, norm=norm, steps=100)
+    check_oracle(res, d, eps, tol=0.02)
