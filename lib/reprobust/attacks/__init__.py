@@ -5,7 +5,9 @@ Every attack takes a model mapping ``[0, 1]`` images to logits and returns an
 (foolbox returns zeros, torchattacks the original image).
 
 Gradient attacks (``fgsm``, ``pgd``) live in :mod:`reprobust.attacks.gradient`, Auto-PGD (``apgd``: APGD-CE,
-APGD-DLR, APGD-T) in :mod:`reprobust.attacks.apgd`; other families in their own modules (``blackbox``, ``minimal``, ``deepfool``, ``rubbish``).
+APGD-DLR, APGD-T) in :mod:`reprobust.attacks.apgd`; other families in their own modules (``square``,
+``blackbox``, ``minimal``, ``deepfool``, ``rubbish``). The robust accuracy the notebooks report, worst case
+over an ensemble of these, is :func:`reprobust.robustness.robust_accuracy`.
 """
 
 from __future__ import annotations

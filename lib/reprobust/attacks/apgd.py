@@ -41,6 +41,8 @@ from . import AttackResult
 from .gradient import NORMS, _EvalMode, _l2_normalise, _project, perturbation_norm
 
 LOSSES = ("ce", "dlr", "dlr-targeted")
+#: DLR divides by z_π1 − z_π3, the targeted DLR by z_π1 − (z_π3 + z_π4)/2.
+MIN_CLASSES = {"ce": 2, "dlr": 3, "dlr-targeted": 4}
 
 #: Croce & Hein's constants: momentum α, oscillation threshold ρ, and the checkpoint spacing
 #: (first interval 0.22 N, shrinking by 0.03 N per checkpoint down to 0.06 N).
@@ -237,16 +239,17 @@ def apgd(model, x, y, *, eps: float, norm: str = "linf", loss: str = "ce", steps
         check_range("batch_size", batch_size, low=1)
     x = x.detach()
     y = y.to(x.device)
+    if len(x) == 0:
+        return AttackResult(x.clone(), torch.zeros(0, dtype=torch.bool, device=x.device), x.new_zeros(0))
     gen = torch.Generator().manual_seed(seed)
     with _EvalMode(model):
         with torch.no_grad():
-            step = batch_size or len(x)
-            logits = torch.cat([model(xb) for xb in torch.split(x, step)]) if len(x) else torch.zeros(0, 2)
+            logits = torch.cat([model(xb) for xb in torch.split(x, batch_size or len(x))])
         n_classes = logits.shape[1]
-        need = {"ce": 2, "dlr": 3, "dlr-targeted": 4}[loss]
-        if n_classes < need:
-            raise ValueError(f"loss={loss!r} needs at least {need} classes; the model has {n_classes} "
-                             f"(valid losses for it: {[k for k, v in {'ce': 2, 'dlr': 3}.items() if v <= n_classes]})")
+        if n_classes < MIN_CLASSES[loss]:
+            valid = [name for name, k in MIN_CLASSES.items() if k <= n_classes]
+            raise ValueError(f"loss={loss!r} needs at least {MIN_CLASSES[loss]} classes and the model has "
+                             f"{n_classes}; valid choices for it: {valid}")
         success = logits.argmax(1) != y
         x_adv, best_x, best_loss = x.clone(), x.clone(), torch.full((len(x),), -torch.inf, device=x.device)
         if loss == "dlr-targeted":
