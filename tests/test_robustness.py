@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from reprobust.attacks import apgd, pgd
-from reprobust.robustness import attack_diagnostics, ensemble_attacks, robust_accuracy
+from reprobust.robustness import RobustAccuracy, attack_diagnostics, ensemble_attacks, robust_accuracy
 
 FAST = dict(apgd_steps=30)
 
@@ -70,6 +70,15 @@ def test_deterministic_under_a_seed(evaluation):
     again = robust_accuracy(net, x, y, eps=0.15, seed=1, **FAST)
     assert again.robust == res.robust and np.array_equal(again.first_success, res.first_success)
     assert torch.equal(again.x_adv, res.x_adv)
+
+
+def test_round_trip_through_the_cache(evaluation, cache):
+    _, _, _, res = evaluation
+    cfg = {"model": "adv_cnn", "eps": 0.15}
+    cache.get_or_compute("robust_accuracy", cfg, res.to_dict)
+    back = RobustAccuracy.from_dict(cache.load("robust_accuracy", cfg))
+    assert (back.clean, back.robust, back.per_attack) == (res.clean, res.robust, res.per_attack)
+    assert np.array_equal(back.first_success, res.first_success) and torch.equal(back.x_adv, res.x_adv)
 
 
 def test_bad_choices():

@@ -67,6 +67,24 @@ class RobustAccuracy:
     first_success: np.ndarray = None
     x_adv: torch.Tensor = None
 
+    def to_dict(self) -> dict:
+        """Plain containers and tensors only, as :class:`reprobust.cache.Cache` stores them.
+
+        Example
+        -------
+        >>> res = RobustAccuracy.from_dict(ctx.cache.get_or_compute(
+        ...     "robust_accuracy", {"model": spec, "eps": 0.2, "ensemble": "fast", "n": len(x), "seed": 0},
+        ...     lambda: robust_accuracy(net, x, y, eps=0.2).to_dict()))
+        """
+        return {"clean": self.clean, "robust": self.robust, "per_attack": dict(self.per_attack),
+                "first_success": [str(s) for s in self.first_success], "x_adv": self.x_adv.detach().cpu()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RobustAccuracy":
+        """Inverse of :meth:`to_dict`."""
+        return cls(clean=float(d["clean"]), robust=float(d["robust"]), per_attack=dict(d["per_attack"]),
+                   first_success=np.array(d["first_success"], dtype=str), x_adv=d["x_adv"])
+
 
 def ensemble_attacks(ensemble: str, *, eps: float, norm: str, seed: int = 0, pgd_steps: int = 10,
                      apgd_steps: int = 100, n_target_classes: int | None = None, square_queries: int = 1000,
