@@ -119,7 +119,8 @@ def test_at_least_as_strong_as_torchattacks_apgd(adv_cnn, digits, norm, eps):
     """An independent implementation (Croce & Hein's code as packaged by torchattacks): same model, same
     images, same settings (100 steps, one start); over three seeds ours leaves at most as many images
     robust, up to one image per seed for the random starts."""
-    torchattacks = pytest.importorskip("torchattacks", reason="test-only extra: pip install --no-deps torchattacks==3.5.1")
+    torchattacks = pytest.importorskip("torchattacks",
+                                       reason="test-only extra: pip install --no-deps torchattacks==3.5.1")
     x, y = digits.x_test[:150], digits.y_test[:150]
     kind = {"linf": "Linf", "l2": "L2"}[norm]
 

@@ -273,8 +273,9 @@ def attack_diagnostics(model, x, y, *, eps: float, norm: str = "linf", reference
     else:
         fooled = torch.zeros(len(x), dtype=torch.bool)
         ref_dev = _model_device(reference_model)
-        for craft in (lambda m, a, b: apgd(m, a, b, eps=eps, norm=norm, steps=apgd_steps, seed=seed, batch_size=batch_size),
-                      lambda m, a, b: pgd(m, a, b, eps=eps, norm=norm, steps=pgd_steps, seed=seed, batch_size=batch_size)):
+        common = dict(eps=eps, norm=norm, seed=seed, batch_size=batch_size)
+        for craft in (lambda m, a, b: apgd(m, a, b, steps=apgd_steps, **common),
+                      lambda m, a, b: pgd(m, a, b, steps=pgd_steps, **common)):
             x_t = craft(reference_model, x.to(ref_dev), y.to(ref_dev)).x_adv
             fooled |= predict(model, x_t.to(dev), device=dev).argmax(1).cpu() != y.cpu()
         transfer = float((torch.as_tensor(correct) & ~fooled).sum()) / n

@@ -171,7 +171,8 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 10, step_si
                     succ = _is_success(model(x_adv), yb, targeted)
                 take = succ & ~best_success[idx]
                 if r == 0:
-                    take = take | ~succ  # the first restart fills every image; later ones only failures that now succeed
+                    # The first restart fills every image; later ones only replace failures that now succeed.
+                    take = take | ~succ
                 best[idx[take]] = x_adv[take]
                 best_success[idx] |= succ
             if bool(best_success.all()):
