@@ -20,6 +20,9 @@ WANT=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     "$VENV/bin/python" -m pip install --quiet --upgrade pip
     "$VENV/bin/python" -m pip install --quiet -e ".[test,lab]"
+    # Test-only reference for the APGD tests; --no-deps because torchattacks 3.5.1 pins an old requests
+    # that it does not import (keep in step with [tool.reprobust] test-no-deps in pyproject.toml).
+    "$VENV/bin/python" -m pip install --quiet --no-deps "torchattacks==3.5.1"
     echo "$WANT" > "$STAMP"
 fi
 

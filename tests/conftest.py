@@ -53,3 +53,31 @@ def run_smoke(tmp_path):
         return folder
 
     return run
+
+
+@pytest.fixture(scope="session")
+def adv_cnn(digits):
+    """A small CNN adversarially trained (L∞ PGD, ε = 0.1) on the digits: robust to part of the attacks."""
+    from reprobust.models import build_model
+    from reprobust.train import fit
+
+    torch.manual_seed(0)
+    net = build_model("cnn", channels=(16, 32), strides="12", batchnorm=True, **digits.model_kwargs())
+    fit(net, digits.x_train, digits.y_train, epochs=8, seed=0, adversarial={"attack": "pgd", "eps": 0.1, "steps": 2})
+    return net.eval()
+
+
+class TwoBasins(torch.nn.Module):
+    """One-pixel images at 0.5; the class-1 logit ``100u² + 5u − 1.2`` (u = x − 0.5) has its minimum
+    at u = −0.025: gradient ascent from a start left of it ends at u = −ε (still class 0), from the
+    right at u = +ε (class 1, for ε = 0.1). Only some random starts succeed."""
+
+    def forward(self, x):
+        u = x.flatten(1)[:, 0] - 0.5
+        return torch.stack([torch.zeros_like(u), 100 * u ** 2 + 5 * u - 1.2], dim=1)
+
+
+@pytest.fixture
+def two_basins():
+    """(model, x, y): 64 identical one-pixel images that an attack fools from some starts only."""
+    return TwoBasins(), torch.full((64, 1, 1, 1), 0.5), torch.zeros(64, dtype=torch.long)

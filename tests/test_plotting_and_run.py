@@ -67,7 +67,8 @@ def test_runner_publishes_outputs_manifest_and_gallery_and_keeps_them_on_failure
     assert {p.name for p in folder.iterdir()} >= {"squares.png", "squares.pdf", "claims.csv", "claims.md", "_run.json"}
     manifest = json.loads((out / "MANIFEST.json").read_text())
     files = {e["file"]: e for e in manifest["files"]}
-    assert set(files) == {"01_demo/squares.png", "01_demo/claims.csv", "01_demo/claims.md"}
+    assert set(files) == {"01_demo/squares.png", "01_demo/claims.csv", "01_demo/claims.md",
+                          "01_demo/claims_replicates.csv", "01_demo/claims_replicates.md"}
     import hashlib
     entry = files["01_demo/squares.png"]
     assert entry["sha256"] == hashlib.sha256((folder / "squares.png").read_bytes()).hexdigest()

@@ -4,8 +4,10 @@ Every attack takes a model mapping ``[0, 1]`` images to logits and returns an
 :class:`AttackResult` — explicitly, because libraries disagree on what a failed attack returns
 (foolbox returns zeros, torchattacks the original image).
 
-Gradient attacks (``fgsm``, ``pgd``) live in :mod:`reprobust.attacks.gradient`; other families in
-their own modules (``blackbox``, ``minimal``, ``deepfool``, ``rubbish``).
+Gradient attacks (``fgsm``, ``pgd``) live in :mod:`reprobust.attacks.gradient`, Auto-PGD (``apgd``: APGD-CE,
+APGD-DLR, APGD-T) in :mod:`reprobust.attacks.apgd`; other families in their own modules (``square``,
+``blackbox``, ``minimal``, ``deepfool``, ``rubbish``). The robust accuracy the notebooks report, worst case
+over an ensemble of these, is :func:`reprobust.robustness.robust_accuracy`.
 """
 
 from __future__ import annotations
@@ -34,5 +36,6 @@ class AttackResult(NamedTuple):
 
 
 from .gradient import fgsm, perturbation_norm, pgd  # noqa: E402
+from .apgd import apgd  # noqa: E402
 
-__all__ = ["AttackResult", "fgsm", "pgd", "perturbation_norm"]
+__all__ = ["AttackResult", "apgd", "fgsm", "pgd", "perturbation_norm"]

@@ -1,7 +1,7 @@
 """White-box gradient attacks: FGSM (Goodfellow et al. 2015) and PGD (Madry et al. 2018).
 
 Both work in pixel space ``[0, 1]``, batched; PGD supports L∞ and L2 balls, a uniform random start
-inside the ball and restarts (keeping, per image, the first successful or the highest-loss attempt).
+inside the ball and restarts (keeping, per image, the first successful attempt, else the first restart's).
 """
 
 from __future__ import annotations
@@ -126,10 +126,11 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 10, step_si
     steps : int ≥ 1
     step_size : float, optional, default ``2.5 · eps / steps`` (Madry et al.)
     random_start : bool, default True, uniform start inside the ball
-    restarts : int ≥ 1; per image the first successful restart is kept
+    restarts : int ≥ 1; per image the first successful restart is kept (the first restart's attempt
+        where all fail)
     targeted : bool, default False, then ``y`` are the targets
     seed : int, seeds the random starts (deterministic on CPU)
-    batch_size : int, optional, split ``x`` to bound memory
+    batch_size : int, optional, split ``x`` to bound memory (the result does not depend on it)
 
     Returns
     -------
@@ -144,30 +145,36 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 10, step_si
     check_choice("norm", norm, NORMS)
     check_range("steps", steps, low=1)
     check_range("restarts", restarts, low=1)
-    if batch_size is not None and batch_size < len(x):
-        parts = [pgd(model, xb, yb, eps=eps, norm=norm, steps=steps, step_size=step_size,
-                     random_start=random_start, restarts=restarts, targeted=targeted, seed=seed + i)
-                 for i, (xb, yb) in enumerate(zip(torch.split(x, batch_size), torch.split(y, batch_size)))]
-        return AttackResult(*(torch.cat(t) for t in zip(*parts)))
+    if batch_size is not None:
+        check_range("batch_size", batch_size, low=1)
     alpha = 2.5 * eps / steps if step_size is None else step_size
     gen = torch.Generator().manual_seed(seed)
     x = x.detach()
+    y = y.to(x.device)
     best = x.clone()
     best_success = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     with _EvalMode(model):
         for r in range(restarts):
-            x_adv = _random_start(x, eps, norm, gen) if (random_start and eps > 0) else x.clone()
-            for _ in range(steps):
-                g, _ = _loss_grad(model, x_adv, y, targeted)
-                step = g.sign() if norm == "linf" else _l2_normalise(g)
-                x_adv = _project(x_adv + alpha * step, x, eps, norm).detach()
-            with torch.no_grad():
-                succ = _is_success(model(x_adv), y, targeted)
-            take = succ & ~best_success
-            if r == 0:
-                take = take | ~succ  # first restart fills every image
-            best[take] = x_adv[take]
-            best_success |= succ
+            # The start is drawn for every image at once, so batching never changes which start an
+            # image gets: a batched attack equals the unbatched one.
+            start = _random_start(x, eps, norm, gen) if (random_start and eps > 0) else x
+            # Later restarts attack only the images not fooled yet (nothing else could change).
+            todo = torch.arange(len(x), device=x.device) if r == 0 else (~best_success).nonzero()[:, 0]
+            for idx in torch.split(todo, batch_size or max(len(todo), 1)):
+                xb, yb = x[idx], y[idx]
+                x_adv = start[idx].clone()
+                for _ in range(steps):
+                    g, _ = _loss_grad(model, x_adv, yb, targeted)
+                    step = g.sign() if norm == "linf" else _l2_normalise(g)
+                    x_adv = _project(x_adv + alpha * step, xb, eps, norm).detach()
+                with torch.no_grad():
+                    succ = _is_success(model(x_adv), yb, targeted)
+                take = succ & ~best_success[idx]
+                if r == 0:
+                    # The first restart fills every image; later ones only replace failures that now succeed.
+                    take = take | ~succ
+                best[idx[take]] = x_adv[take]
+                best_success[idx] |= succ
             if bool(best_success.all()):
                 break
     return AttackResult(best, best_success, perturbation_norm(best - x, norm))
