@@ -79,7 +79,8 @@ width_epochs = None
 #   ε∞ = 8/255 and ε₂ = 1.0; 8×8 digits need a larger L∞ budget before a standard model breaks). Training
 #   PGD: 3 steps (quick) of 2.5·ε/3 with a random start, attacks crafted with BatchNorm in **eval** mode
 #   (`attack_bn`; Madry et al. and Rice et al. craft in train mode — set `attack_bn="train"` to match).
-# * Reported robust accuracy: PGD-50 with 3 random restarts (full: 5) on a fixed test subset; the PGD-10
+# * Reported robust accuracy (main models): PGD-50 with 2 random restarts on 100 test images (full: 5
+#   restarts, 1,000 images); the PGD-10
 #   number (what the features of experiment 3 use) is shown beside it because it overstates robustness.
 # * Adversarial features (experiment 3): each model attacks *itself* with L∞ PGD-10 (the authors' default);
 #   the control is random-sign noise of the same L∞ norm ε (x + ε·s, s ∈ {±1} uniform, clipped).
@@ -125,10 +126,10 @@ S = ctx.settings({
                   robust_restarts=1, n_robust=60, cka_batch_size=60, cka_passes=1, diag_batch_sizes=(16, 60),
                   overfit_n_train=60, overfit_epochs=4, overfit_width=1, overfit_train_steps=2,
                   overfit_eval_every=2, widths=(1, 2), width_n_train=150, width_epochs=2),
-    "quick": dict(dataset="digits", channels=(16, 16, 32, 32, 64), n_seeds=5, epochs=12, n_train=None, n_test=None,
+    "quick": dict(dataset="digits", channels=(16, 16, 32, 32, 64), n_seeds=5, epochs=10, n_train=None, n_test=None,
                   eps_linf=0.2, eps_l2=1.0, train_steps=3, attack_bn="eval", eval_steps=10, robust_steps=50,
-                  robust_restarts=3, n_robust=200, cka_batch_size=128, cka_passes=3,
-                  diag_batch_sizes=(16, 32, 64, 128, 256), overfit_n_train=100, overfit_epochs=50,
+                  robust_restarts=2, n_robust=100, cka_batch_size=128, cka_passes=3,
+                  diag_batch_sizes=(16, 32, 64, 128, 256), overfit_n_train=100, overfit_epochs=40,
                   overfit_width=2, overfit_train_steps=7, overfit_eval_every=5, widths=(1, 2), width_n_train=300,
                   width_epochs=15),
     # full: MNIST (the paper's small-scale set-up is CIFAR-10/WRN; our default), ε∞ = 0.3 (Madry et al.'s MNIST
@@ -247,7 +248,8 @@ accuracy_rows = []
 CLEAN_FLOOR = 0.85   # stated floor: a model below it is flagged as under-trained
 
 
-def report(label, spec, model, regime, model_seed, epochs_trained):
+def report(label, spec, model, regime, model_seed, epochs_trained, strong=True):
+    """One accuracy-table row; ``strong`` adds the reported robust accuracy (PGD-50 with restarts)."""
     row = {"model": label, "regime": regime, "seed": model_seed, "epochs": epochs_trained}
     r10 = correct_under(spec, model, x_test, y_test, "test", steps=S["eval_steps"], n=S["n_robust"])
     row["clean"] = float(r10["clean"].mean())
@@ -255,10 +257,11 @@ def report(label, spec, model, regime, model_seed, epochs_trained):
         eps = S["eps_linf"] if norm == "linf" else S["eps_l2"]
         rk = r10 if norm == "linf" else correct_under(spec, model, x_test, y_test, "test", norm=norm,
                                                        steps=S["eval_steps"], n=S["n_robust"])
-        rr = correct_under(spec, model, x_test, y_test, "test", norm=norm, steps=S["robust_steps"],
-                           restarts=S["robust_restarts"], n=S["n_robust"])
         row[f"PGD-{S['eval_steps']} {norm} ε={eps}"] = float(rk["robust"].mean())
-        row[f"PGD-{S['robust_steps']}×{S['robust_restarts']} {norm} ε={eps}"] = float(rr["robust"].mean())
+        rr = correct_under(spec, model, x_test, y_test, "test", norm=norm, steps=S["robust_steps"],
+                           restarts=S["robust_restarts"], n=S["n_robust"]) if strong else None
+        row[f"PGD-{S['robust_steps']}×{S['robust_restarts']} {norm} ε={eps}"] = \
+            float(rr["robust"].mean()) if strong else float("nan")
     row["below floor"] = row["clean"] < CLEAN_FLOOR
     accuracy_rows.append(row)
     return row
@@ -446,7 +449,8 @@ for r in ("linf", "standard"):
 n_ckpt = len(of_runs["linf", seed][1])
 eval_epochs = sorted(set(range(S["overfit_eval_every"] - 1, n_ckpt, S["overfit_eval_every"])) | {n_ckpt - 1})
 curve_rows, hold_correct = [], {}
-for (r, s), (sp, states) in of_runs.items():
+for s in SEEDS:   # the standard runs only serve as the matched-drift control: no attack curves needed
+    r, (sp, states) = "linf", of_runs["linf", s]
     for e in eval_epochs:
         m = load_state(sp, states[e], device=ctx.device)
         spe = {**sp, "checkpoint": e}
@@ -553,7 +557,8 @@ train_grid(list(wspecs.values()), cache=ctx.cache, device=ctx.device, load=False
 width_within, width_rows = {}, []
 for (w, r, s), sp in wspecs.items():
     m = trained_model(sp, cache=ctx.cache, device=ctx.device)
-    report(f"width ×{w} {r}#{s} (n_train={S['width_n_train']})", sp, m, f"width ×{w} {r}", s, S["width_epochs"])
+    report(f"width ×{w} {r}#{s} (n_train={S['width_n_train']})", sp, m, f"width ×{w} {r}", s, S["width_epochs"],
+           strong=False)
     width_within[w, r, s] = cka_matrix(sp, m, layers=layers)
     row, _, _ = block_row(width_within[w, r, s], *first_pc(sp, m))
     width_rows.append({"width": w, "training": r, "seed": s, **row})
