@@ -32,8 +32,9 @@ def test_notebook_03_smoke(run_smoke):
     a = blocks.loc[blocks.regime == "linf", "stage contrast"].to_numpy()
     b = blocks.loc[blocks.regime == "standard", "stage contrast"].to_numpy()
     row = claims.set_index("id").loc[1]
-    assert row["estimate"] == pytest.approx(a.mean() - b.mean(), abs=1e-12)
-    assert row["p_value"] == pytest.approx(sps.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-6)
+    # the CSVs hold 6 significant digits
+    assert row["estimate"] == pytest.approx(a.mean() - b.mean(), rel=1e-5, abs=1e-9)
+    assert row["p_value"] == pytest.approx(sps.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-5)
     # CKA statistics are within [-1, 1]; fractions within [0, 1]
     assert blocks[["mean off-diagonal", "long-range", "stage contrast"]].abs().le(1 + 1e-9).all().all()
     assert blocks["PC-block layer fraction"].between(0, 1).all()
@@ -42,7 +43,7 @@ def test_notebook_03_smoke(run_smoke):
     of = pd.read_csv(folder / "robust_overfitting.csv")
     drop = of["held-out PGD best"] - of["held-out PGD last"]
     of_row = claims[claims["statistic"].str.startswith("held-out PGD accuracy")].iloc[0]
-    assert of_row["estimate"] == pytest.approx(drop.mean(), abs=1e-12)
+    assert of_row["estimate"] == pytest.approx(drop.mean(), rel=1e-5, abs=1e-9)
     assert (of["McNemar p"].between(0, 1)).all()
     # the curves hold train / validation / held-out accuracy per evaluated epoch for both regimes
     curves = pd.read_csv(folder / "robust_overfitting_curves.csv")
