@@ -18,7 +18,8 @@ swap the torch build:
         lightning-utilities==0.15.3
 
 (cka-pytorch imports ``lightning.fabric`` and ``torchmetrics`` at module level.) Run with
-``OMP_NUM_THREADS=1 python benchmarks/bench_cka.py``; add ``--quick`` for a 500-example run.
+``OMP_NUM_THREADS=1 python benchmarks/bench_cka.py``; add ``--quick`` for a 500-example run, and
+``--batch-size 1024`` for the full profile's (and the authors') CKA batch size (2 batches of 1,000).
 """
 
 from __future__ import annotations

@@ -360,3 +360,101 @@ def test_overwrite_grams_gives_the_same_cka_and_only_then_changes_the_input():
     overwritten.update(grams, overwrite_grams=True)
     np.testing.assert_array_equal(plain.compute(), overwritten.compute())
     assert not torch.equal(grams, kept)  # centred in place
+
+
+# ---------------------------------------------------------------- block-structure statistics
+
+
+def _brute_contrast(m, labels):
+    within, between = [], []
+    for i in range(len(m)):
+        for j in range(len(m)):
+            if i != j:
+                (within if labels[i] == labels[j] else between).append(m[i, j])
+    return np.mean(within) - np.mean(between)
+
+
+def test_block_contrast_matches_loop():
+    rng = _rng(3)
+    a = rng.uniform(size=(7, 7))
+    m = (a + a.T) / 2
+    labels = [0, 0, 1, 1, 1, 2, 2]
+    assert C.block_contrast(m, labels) == pytest.approx(_brute_contrast(m, labels), abs=1e-12)
+    assert C.block_contrast(m, [0] * 7) == 0.0
+    with pytest.raises(ValueError, match="one entry per layer"):
+        C.block_contrast(m, [0, 1])
+
+
+def _segmentations(L):
+    import itertools
+    for cuts in itertools.product([0, 1], repeat=L - 1):
+        labels, b = [0], 0
+        for c in cuts:
+            b += c
+            labels.append(b)
+        yield np.array(labels)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_contiguous_blocks_is_the_exhaustive_optimum(seed):
+    rng = _rng(seed)
+    a = rng.uniform(size=(8, 8))
+    m = (a + a.T) / 2
+    tau = m[~np.eye(8, dtype=bool)].mean()
+
+    def objective(labels):
+        same = labels[:, None] == labels[None, :]
+        off = ~np.eye(8, dtype=bool)
+        return (m - tau)[same & off].sum()
+
+    best = max(objective(lab) for lab in _segmentations(8))
+    got = C.contiguous_blocks(m)
+    assert objective(got) == pytest.approx(best, abs=1e-12)
+    assert (np.diff(got) >= 0).all() and got[0] == 0 and set(np.diff(got)) <= {0, 1}
+
+
+def test_contiguous_blocks_recovers_planted_blocks():
+    labels = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    m = np.where(labels[:, None] == labels[None, :], 0.9, 0.2) + _rng(0).normal(0, 0.02, (9, 9))
+    np.testing.assert_array_equal(C.contiguous_blocks((m + m.T) / 2), labels)
+
+
+def test_first_pc_components_match_svd_of_centred_features():
+    rng = _rng(5)
+    f = rng.normal(size=(30, 6)) * np.array([5, 2, 1, 1, 0.5, 0.1])
+    ev, scores = C.first_pc_components(C.gram_linear(f)[None])
+    fc = f - f.mean(0)
+    u, s, _ = np.linalg.svd(fc, full_matrices=False)
+    assert ev[0] == pytest.approx(s[0] ** 2 / (s ** 2).sum(), rel=1e-10)
+    assert abs(float(scores[0] @ u[:, 0])) == pytest.approx(1.0, abs=1e-10)
+
+
+def test_dominant_pc_blocks_shared_direction():
+    rng = _rng(7)
+    n = 40
+    shared = rng.normal(size=n)
+    feats = []
+    for layer in range(6):
+        noise = rng.normal(size=(n, 8))
+        if layer in (1, 2, 3):      # a dominant, shared first PC
+            f = np.outer(shared, rng.normal(size=8)) * 10 + noise
+        elif layer == 5:            # dominant but a different direction
+            f = np.outer(rng.normal(size=n), rng.normal(size=8)) * 10 + noise
+        else:
+            f = noise
+        feats.append(f)
+    ev, sc = C.first_pc_components(torch.stack([C.gram_linear(f) for f in feats]))
+    np.testing.assert_array_equal(C.dominant_pc_blocks(ev, sc), [-1, 0, 0, 0, -1, -1])
+    with pytest.raises(ValueError, match="min_shared"):
+        C.dominant_pc_blocks(ev, sc, min_shared=1.5)
+
+
+def test_layer_cka_warns_on_a_dead_layer():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.Linear(8, 4))
+    with torch.no_grad():
+        net[2].weight.zero_()
+        net[2].bias.fill_(1.0)      # constant output: HSIC(K, K) = 0
+    x = torch.rand(40, 1, 4, 4)
+    with pytest.warns(RuntimeWarning, match="A:2, B:2"):
+        m = C.layer_cka(net, x=x, layers_a=["1", "2"], layers_b=["1", "2"], batch_size=20, passes=1)
+    assert np.isnan(m[1]).all() and not np.isnan(m[0, 0])

@@ -285,3 +285,17 @@ def test_the_old_percentile_bootstrap_rule_fails_calibration():
     rate = hits / sims
     mc = 3 * math.sqrt(NOMINAL * (1 - NOMINAL) / sims)
     assert rate > NOMINAL + mc, rate  # ~12%: the calibration test above would fail it
+
+
+def test_mcnemar_matches_statsmodels_exact():
+    sm = pytest.importorskip("statsmodels.stats.contingency_tables")
+    from reprobust.stats import mcnemar
+    rng = np.random.default_rng(0)
+    a = rng.random(200) < 0.7
+    b = np.where(rng.random(200) < 0.2, ~a, a)
+    nb, nc, p = mcnemar(a, b)
+    table = [[int((a & b).sum()), int((a & ~b).sum())], [int((~a & b).sum()), int((~a & ~b).sum())]]
+    assert (nb, nc) == (table[0][1], table[1][0])
+    assert p == pytest.approx(sm.mcnemar(table, exact=True).pvalue, rel=1e-10)
+    with pytest.raises(ValueError, match="example-aligned"):
+        mcnemar(a, b[:5])

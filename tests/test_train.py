@@ -149,3 +149,32 @@ def test_trained_model_val_fraction_records_the_selection(cache):
     net = trained_model(spec, cache=cache)
     h = net.history
     assert 1 <= h["best_epoch"] <= h["epochs_trained"] <= 6 and len(h["val_accuracy"]) == h["epochs_trained"]
+
+
+def test_one_decay_schedule():
+    from reprobust.train import _lr_at
+    lrs = [_lr_at("one_decay", 1.0, e, 10) for e in range(10)]
+    assert lrs == [1.0] * 4 + [pytest.approx(0.1)] * 6
+
+
+def test_attack_bn_mode_crafts_with_batch_statistics():
+    from torch import nn
+
+    from reprobust.train import _adversarial_batch
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    with torch.no_grad():  # running statistics far from the batch's: the two modes must then differ
+        net[2].running_mean.fill_(5.0)
+        net[2].running_var.fill_(0.01)
+    x, y = torch.rand(32, 1, 4, 4), torch.randint(0, 3, (32,))
+    adv = {"attack": "pgd", "norm": "linf", "eps": 0.3, "steps": 3}
+    net.train()
+    mean_before = net[2].running_mean.clone()
+    x_eval = _adversarial_batch(net, x, y, adv, seed=1)
+    assert torch.equal(net[2].running_mean, mean_before) and net.training
+    x_train = _adversarial_batch(net, x, y, {**adv, "attack_bn": "train"}, seed=1)
+    assert net.training and not torch.equal(net[2].running_mean, mean_before)  # train-mode forwards update them
+    # with running statistics this far off, batch-statistics gradients lead elsewhere
+    assert not torch.allclose(x_eval, x_train)
+    with pytest.raises(ValueError, match="attack_bn"):
+        _adversarial_batch(net, x, y, {**adv, "attack_bn": "batch"}, seed=1)

@@ -270,3 +270,30 @@ def bootstrap_ci(statistic, *arrays, n_boot: int = 2000, level: float = 0.95, se
         return NAN, NAN
     a = (1 - level) / 2
     return float(np.quantile(reps, a)), float(np.quantile(reps, 1 - a))
+
+
+def mcnemar(correct_a, correct_b) -> tuple[int, int, float]:
+    """Exact McNemar test of two classifiers (or checkpoints) on the same examples.
+
+    Parameters
+    ----------
+    correct_a, correct_b : array-like of bool, shape (n,)
+        Per example, whether A / B classifies it correctly (e.g. under attack).
+
+    Returns
+    -------
+    (b, c, p) : b = examples only A gets right, c = only B gets right, p = two-sided exact binomial p-value
+        of b against Binomial(b + c, 1/2) (1.0 when there are no discordant examples).
+
+    Example
+    -------
+    >>> mcnemar([1, 1, 1, 0], [0, 0, 1, 0])
+    (2, 0, 0.5)
+    """
+    a = np.asarray(correct_a, dtype=bool).ravel()
+    b_ = np.asarray(correct_b, dtype=bool).ravel()
+    if a.shape != b_.shape:
+        raise ValueError(f"correct_a and correct_b must be example-aligned; got {a.shape} and {b_.shape}")
+    b, c = int((a & ~b_).sum()), int((~a & b_).sum())
+    p = 1.0 if b + c == 0 else float(sps.binomtest(b, b + c, 0.5).pvalue)
+    return b, c, p

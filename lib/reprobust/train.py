@@ -31,7 +31,7 @@ from .models import build_model
 from .validation import check_choice, check_range
 
 OPTIMIZERS = ("sgd", "adam")
-SCHEDULES = ("constant", "cosine", "step", "multistep", "exponential")
+SCHEDULES = ("constant", "cosine", "step", "multistep", "exponential", "one_decay")
 
 #: Named losses ``fn(logits, y, label_smoothing) -> scalar``; "ce" is cross-entropy.
 LOSSES: dict = {}
@@ -112,6 +112,8 @@ def _lr_at(schedule, lr, epoch, epochs, milestones=(), gamma=0.1):
         return lr * multistep_factor(epoch, milestones, gamma)
     if schedule == "exponential":
         return lr * gamma ** epoch
+    if schedule == "one_decay":  # Rice et al. 2020's set-up for robust overfitting: one ÷10 decay, then a long phase
+        return lr if epoch < max(1, round(0.4 * epochs)) else 0.1 * lr
     return lr * (0.1 ** (epoch // max(1, epochs // 3)))  # "step": ÷10 at 1/3 and 2/3
 
 
@@ -152,9 +154,29 @@ def _fit_signature(model, x, y, settings: dict) -> str:
                        "model": shapes})
 
 
+class _BatchNormTrainView(torch.nn.Module):
+    """The model as an attack sees it with BatchNorm in *train* mode (batch statistics, as Madry et al. and
+    Rice et al. craft their training attacks): ``eval()`` on the view does not reach the wrapped model."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.inner = model
+
+    def train(self, mode: bool = True):
+        self.training = mode
+        return self
+
+    def forward(self, x):
+        return self.inner(x)
+
+
 def _adversarial_batch(model, xb, yb, adv, seed):
     kind = adv.get("attack", "pgd")
     check_choice("adversarial attack", kind, ("pgd", "fgsm"))
+    # "attack_bn": BatchNorm mode while crafting training attacks; "eval" (default, running statistics) or
+    # "train" (batch statistics; running statistics are then also updated by the attack's forward passes)
+    if check_choice("attack_bn", adv.get("attack_bn", "eval"), ("eval", "train")) == "train" and model.training:
+        model = _BatchNormTrainView(model)
     if kind == "fgsm":
         return fgsm(model, xb, yb, eps=adv["eps"], norm=adv.get("norm", "linf")).x_adv
     return pgd(model, xb, yb, eps=adv["eps"], norm=adv.get("norm", "linf"), steps=adv.get("steps", 7),

@@ -808,7 +808,32 @@ def layer_cka(
                 xb = (x if x_b is None else x_b)[index].to(dev)
                 acc.update(grams_a, _capture_grams(model_b, xb, layers_b, pool_features, memory_budget),
                            overwrite_grams=True)
-    return acc.compute()
+    out = acc.compute()
+    warn_nan_layers(out, layers_a, layers_b)
+    return out
+
+
+def warn_nan_layers(cka_matrix, layers_a: Sequence[str], layers_b: Sequence[str] | None = None) -> list[str]:
+    """Warn (``RuntimeWarning``) naming every layer whose CKA row or column is all NaN, and return them.
+
+    A layer whose features are constant over the examples (a dead ReLU layer, say) has HSIC(K, K) = 0, so its
+    CKA with anything is 0/0; silently plotted, it looks like missing data.
+
+    Example
+    -------
+    >>> warn_nan_layers(np.array([[1.0, np.nan], [np.nan, np.nan]]), ["a", "b"])  # doctest: +SKIP
+    ['B:b']
+    """
+    import warnings
+
+    m = np.asarray(cka_matrix, dtype=float)
+    layers_b = list(layers_a if layers_b is None else layers_b)
+    bad = [f"A:{layers_a[i]}" for i in np.flatnonzero(np.isnan(m).all(axis=1))]
+    bad += [f"B:{layers_b[j]}" for j in np.flatnonzero(np.isnan(m).all(axis=0))]
+    if bad:
+        warnings.warn(f"CKA is NaN for layer(s) {', '.join(bad)}: their features are constant over the examples "
+                      "(HSIC(K, K) = 0), e.g. a dead ReLU layer", RuntimeWarning, stacklevel=2)
+    return bad
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -958,3 +983,199 @@ def block_structure_summary(cka_matrix, first_pc=None) -> dict:
         out["mean_first_pc"] = float(pc.mean())
         out["max_first_pc"] = float(pc.max())
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Block structure as a statistic (Nguyen, Raghu & Kornblith 2021)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _square(cka_matrix) -> np.ndarray:
+    m = np.asarray(cka_matrix, dtype=float)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] < 2:
+        raise ValueError(f"cka_matrix must be square with at least 2 layers; got shape {m.shape}")
+    return m
+
+
+def block_contrast(cka_matrix, labels) -> float:
+    """Mean CKA between different layers of the same block minus mean CKA between layers of different blocks.
+
+    A direct measure of block structure: 0 when similarity does not depend on block membership, large when
+    layers inside a block are much more alike than layers across blocks. Unlike the mean off-diagonal CKA it
+    does not grow with overall similarity.
+
+    Parameters
+    ----------
+    cka_matrix : array-like of shape (L, L)
+    labels : array-like of shape (L,)
+        Block label of each layer (e.g. the resolution stage, or :func:`contiguous_blocks`).
+
+    Returns
+    -------
+    contrast : float
+        0.0 when there is a single block or every layer is its own block (nothing to contrast).
+
+    Example
+    -------
+    >>> m = np.array([[1, .9, .1], [.9, 1, .1], [.1, .1, 1]])
+    >>> round(block_contrast(m, [0, 0, 1]), 6)
+    0.8
+    """
+    m = _square(cka_matrix)
+    lab = np.asarray(labels)
+    if lab.shape != (len(m),):
+        raise ValueError(f"labels must have one entry per layer ({len(m)}); got shape {lab.shape}")
+    same = lab[:, None] == lab[None, :]
+    off = ~np.eye(len(m), dtype=bool)
+    within, between = m[same & off], m[~same]
+    if within.size == 0 or between.size == 0:
+        return 0.0
+    return float(np.nanmean(within) - np.nanmean(between))
+
+
+def contiguous_blocks(cka_matrix, threshold: float | None = None) -> np.ndarray:
+    """Blocks found from a within-model CKA matrix: the segmentation of the layers into runs of consecutive
+    layers that maximises Σ_blocks Σ_{i≠j in block} (CKA_ij − threshold), by dynamic programming (exact).
+
+    A run becomes one block when its layers are on average more similar to each other than ``threshold``;
+    the number of blocks is not fixed in advance. Default threshold: the mean off-diagonal CKA of the
+    matrix, so blocks are "more similar than this network's average pair".
+
+    Parameters
+    ----------
+    cka_matrix : array-like of shape (L, L), symmetric
+    threshold : float, optional
+
+    Returns
+    -------
+    labels : ndarray of int, shape (L,)
+        0, 0, 1, 1, 1, 2, ...: the block of each layer.
+
+    Example
+    -------
+    >>> m = np.array([[1, .9, .1], [.9, 1, .1], [.1, .1, 1]])
+    >>> contiguous_blocks(m)
+    array([0, 0, 1])
+    """
+    m = _square(cka_matrix)
+    m = np.nan_to_num((m + m.T) / 2, nan=0.0)
+    L = len(m)
+    tau = mean_off_diagonal(m) if threshold is None else float(threshold)
+    gain = m - tau
+    np.fill_diagonal(gain, 0.0)
+    # score[i, j] = sum of gain over the square block i..j (inclusive), from 2-D prefix sums
+    pre = np.zeros((L + 1, L + 1))
+    pre[1:, 1:] = gain.cumsum(0).cumsum(1)
+    best = np.full(L + 1, -np.inf)
+    best[0] = 0.0
+    cut = np.zeros(L + 1, dtype=int)
+    for j in range(1, L + 1):
+        i = np.arange(j)
+        score = best[i] + pre[j, j] - pre[i, j] - pre[j, i] + pre[i, i]
+        k = int(np.argmax(score))  # ties: the earliest start, i.e. the longest last block
+        best[j], cut[j] = score[k], k
+    labels = np.empty(L, dtype=int)
+    j, b, bounds = L, 0, []
+    while j > 0:
+        bounds.append((cut[j], j))
+        j = cut[j]
+    for b, (i, j) in enumerate(reversed(bounds)):
+        labels[i:j] = b
+    return labels
+
+
+def first_pc_components(grams) -> tuple[np.ndarray, np.ndarray]:
+    """First-PC explained variance and first-PC scores (unit vector over the examples) per layer.
+
+    The top eigenvector of the centred Gram H K H is the first principal component's projection of the
+    examples (up to scale and sign), so two layers "share a dominant first PC" when these vectors align.
+
+    Parameters
+    ----------
+    grams : array-like of shape (L, n, n)
+
+    Returns
+    -------
+    explained : ndarray (L,)
+    scores : ndarray (L, n), unit-norm rows (sign arbitrary)
+
+    Example
+    -------
+    >>> x = np.outer(np.arange(5.0), [1.0, 2.0])
+    >>> ev, sc = first_pc_components(gram_linear(x)[None])
+    >>> float(ev[0].round(6)), sc.shape
+    (1.0, (1, 5))
+    """
+    g = _as_float64(grams)
+    if g.ndim == 2:
+        g = g[None]
+    _check_square("grams", g)
+    eig, vec = torch.linalg.eigh(_center_gram_stacked(g, unbiased=False))
+    eig = eig.clamp_min(0)
+    return (eig[..., -1] / eig.sum(-1)).cpu().numpy(), vec[..., -1].cpu().numpy()
+
+
+def dominant_pc_blocks(explained, scores, min_explained: float = 0.5, min_shared: float = 0.9) -> np.ndarray:
+    """Nguyen, Raghu & Kornblith's (2021) block criterion: a block is a run of ≥ 2 consecutive layers whose
+    representations share a dominant first principal component.
+
+    Layer l is *dominated* when its first PC explains at least ``min_explained`` of the variance; consecutive
+    dominated layers l, l+1 *share* it when |cos(scores_l, scores_{l+1})| ≥ ``min_shared`` (the same
+    direction over the examples). Nguyen et al. show the block structure is carried by such a propagated
+    dominant PC (their Sec. 4: removing it removes the block).
+
+    Parameters
+    ----------
+    explained : array-like (L,), first-PC explained variance (:func:`first_pc_components`)
+    scores : array-like (L, n), first-PC scores
+    min_explained, min_shared : float in (0, 1]
+
+    Returns
+    -------
+    labels : ndarray of int (L,)
+        Block index (0, 1, ...) of each layer inside a dominant-PC block, −1 elsewhere.
+
+    Example
+    -------
+    >>> s = np.array([[1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0]])
+    >>> dominant_pc_blocks([0.9, 0.8, 0.9], s)
+    array([ 0,  0, -1])
+    """
+    check_range("min_explained", min_explained, low=0, high=1, low_inclusive=False)
+    check_range("min_shared", min_shared, low=0, high=1, low_inclusive=False)
+    ev = np.asarray(explained, dtype=float)
+    sc = np.asarray(scores, dtype=float)
+    if sc.ndim != 2 or len(sc) != len(ev):
+        raise ValueError(f"scores must have shape (L={len(ev)}, n); got {sc.shape}")
+    unit = sc / np.maximum(np.linalg.norm(sc, axis=1, keepdims=True), 1e-300)
+    link = (ev[:-1] >= min_explained) & (ev[1:] >= min_explained) & \
+        (np.abs((unit[:-1] * unit[1:]).sum(1)) >= min_shared)
+    labels = np.full(len(ev), -1, dtype=int)
+    b = -1
+    for i, linked in enumerate(link):
+        if linked:
+            if labels[i] < 0:
+                b += 1
+                labels[i] = b
+            labels[i + 1] = labels[i]
+    return labels
+
+
+def layer_first_pc_components(model, x, layers: Sequence[str] | None = None, max_examples: int = 512, seed: int = 0,
+                              device="cpu") -> tuple[np.ndarray, np.ndarray]:
+    """:func:`first_pc_components` of each layer of ``model`` on a seeded subset of ``x`` (at most
+    ``max_examples``; the eigen-decomposition is O(n³)). Returns (explained (L,), scores (L, n)).
+
+    Example
+    -------
+    >>> ev, scores = layer_first_pc_components(model, x_test)  # doctest: +SKIP
+    """
+    from ..device import resolve_device
+
+    check_range("max_examples", max_examples, low=2)
+    x = torch.as_tensor(x)
+    layers = list(layers if layers is not None else model.layer_names)
+    idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:max_examples])
+    with torch.no_grad():
+        grams = _capture_grams(model, x[torch.as_tensor(idx)].to(resolve_device(device)), layers, False)
+    return first_pc_components(grams)
