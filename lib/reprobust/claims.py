@@ -295,4 +295,6 @@ def check_claims_table(df: pd.DataFrame) -> None:
     for fam, g in df.groupby("family", sort=False):
         adj = stats.holm(g["p_value"].to_numpy(dtype=float))
         got = g["p_holm"].to_numpy(dtype=float)
-        assert np.allclose(adj, got, equal_nan=True, rtol=1e-9, atol=1e-12), f"family {fam!r}: Holm p {got} != {adj}"
+        # rtol 1e-5: a saved table holds 6 significant digits (save_table's "%.6g"), and Holm multiplies
+        # the rounded raw p-values by up to m, so the recomputed and the saved values differ at ~1e-6
+        assert np.allclose(adj, got, equal_nan=True, rtol=1e-5, atol=1e-12), f"family {fam!r}: Holm p {got} != {adj}"

@@ -336,8 +336,9 @@ def _fog(x, c, rng):
 
 def _frost(x, c, rng):
     # Approximation of CIFAR-10-C frost: ``clip(a·x + b·frost)`` with the original (a, b), but the frost
-    # layer is procedural. Ridged plasma noise (1 − |2p − 1|, squared) gives thin bright veins on a dark
-    # background (mean ≈ 1/3), like a crop of the frost photographs, at two scales (crystals and veins).
+    # layer is procedural. Ridged plasma noise (1 − |2p − 1|, squared) gives bright veins on a darker
+    # background (layer mean ≈ 0.5 on 32-pixel maps), at two scales (crystals and veins), standing in for
+    # a crop of the frost photographs.
     a, b = c
     n, _, h, w = x.shape
     mapsize = 1 << int(np.ceil(np.log2(max(h, w, 2))))
