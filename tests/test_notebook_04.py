@@ -38,12 +38,12 @@ def test_notebook_04_smoke(run_smoke):
         y = g[g.series == "y"].sort_values("condition")["value"].to_numpy()
         slopes.append(np.polyfit(si, y, 1)[0])
     assert len(slopes) == 2
-    assert np.isclose(row["estimate"], np.mean(slopes), rtol=1e-9, atol=1e-12)
+    assert np.isclose(row["estimate"], np.mean(slopes), rtol=1e-3, atol=1e-9)  # CSV: 6 digits, SI spread small
     # … and the SI of the PGD row's replicates is the per-model SI table's
     si_table = models[models.arm == "standard"].pivot(index="seed", columns="alpha", values="mean_si")
     got = r[r.series == "si"].pivot(index="replicate", columns="condition", values="value")
-    np.testing.assert_allclose(got.to_numpy(), si_table.to_numpy(), rtol=1e-12)
+    np.testing.assert_allclose(got.to_numpy(), si_table.to_numpy(), rtol=1e-5)
     # recompute the paired arm row from per_model
     row = claims[claims["statistic"] == "mean SI, noise − standard"].iloc[0]
     arms = models[models.alpha == 0.0].pivot(index="seed", columns="arm", values="mean_si")
-    assert np.isclose(row["estimate"], (arms["noise"] - arms["standard"]).mean(), rtol=1e-9)
+    assert np.isclose(row["estimate"], (arms["noise"] - arms["standard"]).mean(), rtol=1e-4, atol=1e-7)
