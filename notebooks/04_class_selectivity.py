@@ -20,26 +20,33 @@
 #
 # 1. low-selectivity networks are **more robust to average-case (naturalistic) corruptions**
 #    (CIFAR-10-C / Tiny ImageNet-C),
-# 2. high-selectivity networks are **more robust to worst-case (white-box adversarial) perturbations**,
+# 2. high-selectivity networks are **more robust to worst-case (white-box adversarial) perturbations**
+#    (FGSM and PGD),
 # 3. the **dimensionality of early-layer representations falls as selectivity rises**,
-# 4. **adversarial inputs raise early-layer dimensionality more than corruptions do**,
-# 5. the **input-unit gradient varies more across samples and units** in high-selectivity networks.
+# 4. **adversarial inputs raise early-layer dimensionality more than corruptions do** (the workshop
+#    version: the gap is larger at low SI),
+# 5. the **input-unit gradient varies more across samples and units** in high-selectivity networks,
+# 6. (first author's website) the link is **bidirectional**: methods that improve naturalistic
+#    robustness lower SI, adversarial training raises it.
 #
-# **This notebook** trains a grid of small ResNets (BatchNorm) over α and seeds with the regulariser
-# `L = CE − α·µ_SI`, then measures, per model: SI (test set, eval mode) and dead units, clean accuracy,
-# accuracy on CIFAR-10-C-style corruptions at 5 severities, FGSM and PGD accuracy against ε, the
-# dimensionality of clean / corrupted / adversarial representations, and the variability of
-# input-unit gradients. Each claim becomes a slope across models with a bootstrap CI and a verdict.
+# **This notebook** trains a grid of small ResNets (BatchNorm) over α × seeds with the regulariser
+# `L = CE − α·µ_SI`, plus two arms at α = 0 (Gaussian-noise augmentation, PGD adversarial training), and
+# measures per model: SI (test set, eval mode), clean accuracy, accuracy on CIFAR-10-C-style
+# corruptions at 5 severities, FGSM and PGD accuracy against ε, the dimensionality of clean /
+# corrupted / adversarial / equal-L2-noise representations, and the variability of input-unit
+# gradients. **The replicate is a training seed**: every claim row is one number per seed (a
+# per-seed slope over that seed's α models, or a per-seed paired difference), tested with
+# `reprobust.claims` (t tests over seeds, Holm within a family, symmetric verdicts).
 #
 # **What differs at this scale.** The `quick` profile uses scikit-learn's 1,797 handwritten digits
 # upsampled to 32×32 (greyscale) instead of CIFAR-10 / Tiny ImageNet, a ResNet-8 of width 8 whose
-# first stage already has stride 2, 8 epochs, the issue's α grid {−2, −1, −0.5, 0, 0.5, 1, 2} and
-# **one seed per α** — chosen so that training and evaluating all 7 models stays within the quick
-# profile's budget (≤ 150 s cold on 2 CPU cores; add seeds with `-p n_seeds 3`). Evaluation uses 300
-# test images (100 for the attacks). Digits are easy (≈97–98 % clean accuracy), so effects may be
-# weak; the verdicts say "inconclusive" or "not supported" where the data do not show them. The
-# `full` profile is the paper's setting (ResNet-20 on CIFAR-10, the real CIFAR-10-C files, more α,
-# seeds and epochs; no crop/flip augmentation here).
+# first stage already has stride 2, at most 8 epochs with a 10 % validation split (best epoch kept),
+# the α grid {−2, −1, 0, 1} (α = 2 is excluded: its clean accuracy collapses to 0.87; the rule is
+# stated and checked below) and **5 seeds per α and per arm**. Evaluation uses 300 test images (100
+# for the attacks). Many corruptions barely change upsampled digits, so claim 1 is tested over the
+# corruptions with a measurable effect (rule below). The `full` profile is the paper's setting
+# (ResNet-20 on CIFAR-10, all 19 real CIFAR-10-C files, more α, seeds and epochs; no crop/flip
+# augmentation here).
 
 # %% tags=["parameters"]
 profile = "quick"      # smoke | quick | full
@@ -50,50 +57,64 @@ cache_dir = None
 output_dir = None
 # notebook-specific parameters: None means "the profile's default"
 alphas = None          # regulariser strengths α (α < 0 discourages selectivity, α > 0 encourages it)
-n_seeds = None         # training seeds per α
+n_seeds = None         # training seeds per α and per arm (replicates)
 epochs = None
 eps_linf = None        # L-inf attack radii in pixel units (the clean case, radius 0, is always added)
 
 # %%
+import time
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 
 from reprobust import corruptions as corr
+from reprobust import stats
 from reprobust.attacks import fgsm, pgd
 from reprobust.claims import ClaimsTable
 from reprobust.context import setup_notebook
 from reprobust.data import load_dataset, with_subset
+from reprobust.dispatch import train_grid
 from reprobust.features import capture_activations
 from reprobust.metrics import dimensionality as dimn
 from reprobust.metrics import gradients as grads
 from reprobust.metrics import selectivity as sel
 from reprobust.paths import default_data_dir
-from reprobust.stats import paired_difference, slope
-from reprobust.dispatch import train_grid
 from reprobust.train import accuracy, build_from_spec
 
+T0 = time.perf_counter()
 ctx = setup_notebook("04_class_selectivity", profile=profile, seed=seed, device=device,
                      data_dir=data_dir, cache_dir=cache_dir, output_dir=output_dir)
-GRID = [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0]
 S = ctx.settings({
-    "smoke": dict(dataset="digits", n_train=300, n_test=120, alphas=[-1.0, 0.0, 1.0], n_seeds=1, epochs=2,
-                  model=dict(name="resnet", depth=8, width=8, strides="222"), lr=0.05,
-                  n_eval=100, corruptions=["gaussian_noise", "defocus_blur", "contrast", "jpeg_compression"],
+    "smoke": dict(dataset="digits", n_train=300, n_test=120, alphas=[-1.0, 0.0, 1.0], n_seeds=2, epochs=2,
+                  model=dict(name="resnet", depth=8, width=8, strides="222"), lr=0.05, patience=3,
+                  noise_std=0.1, adv_eps=0.02, adv_steps=3,
+                  n_eval=100, corruptions=["gaussian_noise", "defocus_blur", "frost", "contrast", "jpeg_compression"],
                   severities=[1, 3, 5], eps_linf=[0.02, 0.05], pgd_steps=10, n_attack=40,
-                  n_dim=40, n_grad=12, grad_units=4),
-    "quick": dict(dataset="digits", n_train=None, n_test=None, alphas=GRID, n_seeds=1, epochs=8,
-                  model=dict(name="resnet", depth=8, width=8, strides="222"), lr=0.05,
+                  n_dim=40, n_grad=12, grad_units=4, early_layers=["stem", "layer1.0"], acc_floor=0.3),
+    # quick: α = 2 is left out because its clean accuracy falls 11 points below α = 0 (0.87 vs 0.98 at
+    # commit ec7a56a); the kept grid stays within ACC_TOLERANCE of α = 0 (checked in the claims table)
+    "quick": dict(dataset="digits", n_train=None, n_test=None, alphas=[-2.0, -1.0, 0.0, 1.0], n_seeds=5, epochs=8,
+                  model=dict(name="resnet", depth=8, width=8, strides="222"), lr=0.05, patience=3,
+                  noise_std=0.1, adv_eps=0.02, adv_steps=3,
                   n_eval=300, corruptions=None, severities=[1, 2, 3, 4, 5], eps_linf=[0.005, 0.01, 0.02, 0.04],
-                  pgd_steps=10, n_attack=100, n_dim=150, n_grad=48, grad_units=8),
+                  pgd_steps=10, n_attack=100, n_dim=150, n_grad=48, grad_units=8,
+                  early_layers=["stem", "layer1.0", "layer2.0"], acc_floor=0.95),
+    # full: ResNet-20 on CIFAR-10 with the CIFAR-10-C release (paper D); α grid, epochs, lr, ε and the
+    # arms' strengths are our defaults (the paper's values are unread, /work/shared/papers/paperD)
     "full": dict(dataset="cifar10", n_train=None, n_test=None,
-                 alphas=[-2.0, -1.0, -0.5, -0.2, 0.0, 0.2, 0.5, 1.0, 2.0], n_seeds=5, epochs=100,
-                 model=dict(name="resnet", depth=20, width=16, strides="122"), lr=0.1,
+                 alphas=[-2.0, -1.0, -0.5, -0.2, 0.0, 0.2, 0.5, 1.0], n_seeds=5, epochs=100,
+                 model=dict(name="resnet", depth=20, width=16, strides="122"), lr=0.1, patience=10,
+                 noise_std=0.1, adv_eps=8 / 255, adv_steps=7,
                  n_eval=10000, corruptions=None, severities=[1, 2, 3, 4, 5],
                  eps_linf=[1 / 255, 2 / 255, 4 / 255, 8 / 255], pgd_steps=20, n_attack=1000,
-                 n_dim=500, n_grad=200, grad_units=64),
+                 n_dim=500, n_grad=200, grad_units=64, early_layers=["stem", "layer1.0", "layer1.1", "layer1.2"],
+                 acc_floor=0.85),
 }, alphas=alphas, n_seeds=n_seeds, epochs=epochs, eps_linf=eps_linf)
+ACC_TOLERANCE = 0.02     # α grid rule: per-seed clean accuracy within 2 points of the same seed's α = 0
+MEASURABLE_DROP = 0.02   # a corruption "bites" when it lowers α = 0 accuracy by ≥ 2 points (mean over severities)
+TIMES = {}
 S
 
 # %% [markdown]
@@ -105,21 +126,31 @@ S
 #   active on the test set) count as SI = 0 and their fraction is reported.
 # - **Regulariser:** per minibatch from class means, gradient through the max; stratified batches of
 #   128 so every class appears in each batch; SGD (momentum 0.9, Nesterov), cosine learning rate,
-#   weight decay 5e-4.
+#   weight decay 5e-4; 10 % of the training data held out for validation, the best epoch kept, early
+#   stopping after `patience` epochs without improvement.
+# - **Replicates:** seed `s` changes initialisation, data order, validation split and attack starts;
+#   α and arm models of the same seed share them, so per-seed slopes and differences are paired.
+# - **Arms (claim 6):** α = 0 with Gaussian-noise augmentation (σ = `noise_std`), and α = 0 with PGD
+#   adversarial training (L∞, ε = `adv_eps`, `adv_steps` steps; model selected on robust validation
+#   accuracy), against the α = 0 standard model of the same seed.
 # - **Corruptions:** our numpy/scipy re-implementation with the **CIFAR-10-C strength parameters**
-#   (17 on greyscale: 4 noise, 5 blur, snow, fog, spatter, brightness, contrast, elastic, pixelate,
-#   JPEG; frost is not implemented — it needs the original's frost photographs — and saturate needs
-#   colour; snow's streaks and spatter's drop edges use numpy/scipy stand-ins for ImageMagick/OpenCV,
-#   see `reprobust.corruptions`). Generated once per seed and cached as
-#   8-bit images; all severities of a corruption share their random draws.
+#   (18 on greyscale: 4 noise, 5 blur, snow, frost, fog, spatter, brightness, contrast, elastic,
+#   pixelate, JPEG; saturate needs colour). **Frost is an approximation on digits**: a procedural
+#   ice-vein texture blended with the CIFAR-10-C weights (the original uses frost photographs); the
+#   full profile reads all 19 real CIFAR-10-C files. Generated once and cached as 8-bit images.
 # - **Attacks:** FGSM and PGD (L∞, random start, 10 steps of 2.5·ε/steps) in [0, 1] pixel space,
-#   eval-mode BatchNorm; robustness = mean PGD accuracy over ε ∈ {0} ∪ grid (area under the curve).
-# - **Dimensionality:** flattened feature maps of the block outputs; number of PCA components for
-#   95 % of the variance (`n95`) and participation ratio (PR), same number of samples for every
-#   condition. Perturbations are **matched in L2**: corrupted inputs are severity 3 (one corruption
-#   per image, cycling through the families); the adversarial inputs are PGD-L2 with ε equal to the
-#   mean L2 size of those corruptions.
-# - **Input-unit gradients:** ‖∂a_u/∂x‖₂ for the first `grad_units` channels of every block output.
+#   eval-mode BatchNorm; robustness = accuracy area under the ε curve (ε ∈ {0} ∪ grid), divided by
+#   clean accuracy (**clean-normalised robustness**, the primary statistic of claims 1 and 2).
+# - **Dimensionality:** flattened feature maps of the block outputs; PCA components for 95 % of the
+#   variance (`n95`) and participation ratio (PR), same samples for every condition. Claim 3 is tested
+#   on a **pre-declared set of early layers** (`early_layers`), one row per layer, Holm within the claim.
+# - **Claim 4 perturbations** (severity-3 corruptions, one per image, cycling through the corruptions;
+#   ε_L2 = their mean L2 size): PGD-L2 at ε_L2; **equal-L2 Gaussian noise** (each image's noise scaled to
+#   ε_L2); n95 of the representation change divided by n95 of the input change (**normalised by the
+#   perturbation's own input dimensionality**); and an **effect-matched** PGD-L2 whose ε (from a grid of
+#   fractions of ε_L2) gives the accuracy closest to the corrupted set's.
+# - **Input-unit gradients:** ‖∂a_u/∂x‖₂ for the first `grad_units` channels of every block output; a
+#   unit's SI and activation CV on the same units (for claim 5 beyond SI).
 
 # %%
 ds = load_dataset(S["dataset"], image_size=32, n_train=S["n_train"], n_test=S["n_test"])
@@ -127,17 +158,21 @@ eval_ds = with_subset(ds, n_test=min(S["n_eval"], len(ds.y_test)), seed=seed)
 x_eval, y_eval = eval_ds.x_test, eval_ds.y_test
 print(f"train {tuple(ds.x_train.shape)}, evaluation {tuple(x_eval.shape)}, classes {ds.num_classes}")
 
+t = time.perf_counter()
 if S["dataset"] == "cifar10":
-    # the real CIFAR-10-C release (first n_eval test images of each severity)
-    # the real CIFAR-10-C release: its images are the CIFAR-10 test set in order, so the first n_eval
-    # corrupted images of each severity belong to the first n_eval clean test images
-    cset = corr.load_cifar10c(data_dir or default_data_dir(), S["corruptions"], S["severities"], S["n_eval"])
+    # the real CIFAR-10-C release, all 19 files by default (frost included): its images are the CIFAR-10
+    # test set in order, so the first n_eval corrupted images of each severity belong to the first
+    # n_eval clean test images
+    names = S["corruptions"] or corr.CIFAR10C_FILES
+    cset = corr.load_cifar10c(data_dir or default_data_dir(), names, S["severities"], S["n_eval"])
     x_eval, y_eval = ds.x_test[:S["n_eval"]], ds.y_test[:S["n_eval"]]
     if not np.array_equal(cset.labels, y_eval.numpy()):
         raise ValueError("CIFAR-10-C labels do not match the CIFAR-10 test labels; check --data-dir")
 else:
     cset = corr.cached_corrupted_set(ctx.cache, x_eval, y_eval, S["corruptions"], S["severities"], seed=seed)
+TIMES["corruptions"] = time.perf_counter() - t
 print(f"{len(cset.corruptions)} corruptions × {len(cset.severities)} severities: {', '.join(cset.corruptions)}")
+FAMILY_OF = {n: fam for fam, names in corr.FAMILIES.items() for n in names}
 
 # %% [markdown]
 # Examples of the corruptions at severity 1, 3 and 5 (CIFAR-10-C strength).
@@ -160,29 +195,47 @@ fig.tight_layout()
 ctx.save_figure(fig, "corruption_examples", caption="The corruption families at severities 1, 3, 5")
 
 # %% [markdown]
-# ## Train the α × seed grid (cached)
+# ## Train the α × seed grid and the two arms (cached)
 
 # %%
-def model_spec(alpha, model_seed):
+ARMS = ("standard", "noise", "adversarial")
+
+
+def model_spec(alpha, model_seed, arm="standard"):
+    train = {"epochs": S["epochs"], "batch_size": 128, "lr": S["lr"], "stratified": True,
+             "val_fraction": 0.1, "patience": S["patience"],
+             "regularizer": {"name": "class_selectivity", "alpha": float(alpha)}}
+    if arm == "noise":
+        train["noise_std"] = S["noise_std"]
+    elif arm == "adversarial":
+        train["adversarial"] = {"attack": "pgd", "norm": "linf", "eps": S["adv_eps"], "steps": S["adv_steps"],
+                                "step_size": S["adv_eps"] / 2}
+        train["monitor"] = "robust_accuracy"
     return {"data": {"name": S["dataset"], "image_size": 32, "n_train": S["n_train"], "n_test": S["n_test"]},
-            "model": dict(S["model"]),
-            "train": {"epochs": S["epochs"], "batch_size": 128, "lr": S["lr"], "stratified": True,
-                      "regularizer": {"name": "class_selectivity", "alpha": float(alpha)}},
-            "seed": int(model_seed)}
+            "model": dict(S["model"]), "train": train, "seed": int(model_seed)}
 
 
-specs = [(a, s, model_spec(a, seed + s)) for a in S["alphas"] for s in range(S["n_seeds"])]
-models = dict(zip([(a, s) for a, s, _ in specs],
-                  train_grid([spec for _, _, spec in specs], cache=ctx.cache, device=ctx.device)))
+seeds = [seed + s for s in range(S["n_seeds"])]
+keys = [(a, s, "standard") for a in S["alphas"] for s in seeds] + \
+       [(0.0, s, arm) for arm in ARMS[1:] for s in seeds]
+specs = {k: model_spec(*k) for k in keys}
+t = time.perf_counter()
+models = dict(zip(keys, train_grid([specs[k] for k in keys], cache=ctx.cache, device=ctx.device)))
+TIMES["training"] = time.perf_counter() - t
+train_table = pd.DataFrame([dict(alpha=a, seed=s, arm=arm, epochs_trained=m.history.get("epochs_trained"),
+                                 best_epoch=m.history.get("best_epoch"),
+                                 val_accuracy=max(m.history.get("val_accuracy") or [float("nan")]))
+                            for (a, s, arm), m in models.items()])
 print(f"{len(models)} models")
 
 # %% [markdown]
 # ## Evaluate every model (cached per model)
 
 # %%
-probe = build_from_spec(specs[0][2], ds)
+probe = build_from_spec(specs[keys[0]], ds)
 si_layers = sel.relu_layer_names(probe)                           # every post-ReLU activation
 block_layers = [n for n in probe.layer_names if n != "pool"]      # block outputs, early → late
+early_layers = [n for n in S["early_layers"] if n in block_layers]
 eps_grid = [0.0] + [float(e) for e in S["eps_linf"]]
 dev = ctx.device
 
@@ -190,114 +243,207 @@ dev = ctx.device
 n_dim = min(S["n_dim"], len(y_eval))
 sev_dim = 3 if 3 in cset.severities else cset.severities[len(cset.severities) // 2]
 which = np.arange(n_dim) % len(cset.corruptions)
-x_dim = x_eval[:n_dim]
+x_dim, y_dim = x_eval[:n_dim], y_eval[:n_dim]
 x_dim_corrupt = torch.from_numpy(cset.images[which, cset.severities.index(sev_dim), np.arange(n_dim)]
                                  .astype(np.float32) / 255)
 eps_l2 = float((x_dim_corrupt - x_dim).flatten(1).norm(dim=1).mean())
-print(f"SI layers: {si_layers}\nmatched L2 size of severity-{sev_dim} corruptions: {eps_l2:.3f}")
+# equal-L2 Gaussian noise: every image gets a random direction of norm ε_L2 (then clipped to [0, 1])
+g = torch.randn(x_dim.shape, generator=torch.Generator().manual_seed(seed))
+x_dim_noise = (x_dim + eps_l2 * g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)).clamp(0, 1)
+MATCH_FRACTIONS = [1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0]   # effect-matched PGD-L2: ε = fraction · ε_L2
+print(f"SI layers: {si_layers}\nearly layers (claim 3): {early_layers}\n"
+      f"matched L2 size of severity-{sev_dim} corruptions: {eps_l2:.3f}")
 
 EVAL_CFG = dict(n_eval=len(y_eval), corruptions=list(cset.corruptions), severities=list(cset.severities),
                 eps=eps_grid, pgd_steps=S["pgd_steps"], n_attack=S["n_attack"], n_dim=n_dim, sev_dim=sev_dim,
-                n_grad=S["n_grad"], grad_units=S["grad_units"], seed=seed, version=2)
+                match=MATCH_FRACTIONS, n_grad=S["n_grad"], grad_units=S["grad_units"], seed=seed, version=3)
 
 
-def evaluate(model, spec):
+def evaluate(model, spec, model_seed):
+    """Every measurement of one model (cached by model spec and evaluation settings)."""
     def compute():
         xa, ya = x_eval[:S["n_attack"]].to(dev), y_eval[:S["n_attack"]].to(dev)
         summary = sel.network_selectivity(capture_activations(model, x_eval, si_layers), y_eval.numpy())
         acc0 = accuracy(model, xa, ya)  # ε = 0: no attack needed
         fgsm_acc = [acc0] + [1 - float(fgsm(model, xa, ya, eps=e).success.float().mean()) for e in eps_grid[1:]]
-        pgd_acc = [acc0] + [1 - float(pgd(model, xa, ya, eps=e, steps=S["pgd_steps"], seed=seed)
+        pgd_acc = [acc0] + [1 - float(pgd(model, xa, ya, eps=e, steps=S["pgd_steps"], seed=model_seed)
                                       .success.float().mean()) for e in eps_grid[1:]]
-        x_adv = pgd(model, x_dim.to(dev), y_eval[:n_dim].to(dev), eps=eps_l2, norm="l2",
-                    steps=S["pgd_steps"], seed=seed).x_adv.cpu()
+        xd, yd = x_dim.to(dev), y_dim.to(dev)
+        x_adv = pgd(model, xd, yd, eps=eps_l2, norm="l2", steps=S["pgd_steps"], seed=model_seed).x_adv.cpu()
+        # effect-matched adversarial set: the PGD-L2 radius whose accuracy is closest to the corrupted set's
+        acc_corrupt = accuracy(model, x_dim_corrupt.to(dev), yd)
+        cands = [pgd(model, xd, yd, eps=f * eps_l2, norm="l2", steps=S["pgd_steps"], seed=model_seed).x_adv.cpu()
+                 if f != 1.0 else x_adv for f in MATCH_FRACTIONS]
+        cand_acc = [accuracy(model, c.to(dev), yd) for c in cands]
+        best = int(np.argmin(np.abs(np.array(cand_acc) - acc_corrupt)))
+        perturbed = {"corrupted": x_dim_corrupt, "adversarial": x_adv, "noise": x_dim_noise,
+                     "adversarial_matched": cands[best]}
         clean_a = capture_activations(model, x_dim, block_layers)
         dims = {cond: dimn.perturbation_dimensionality(clean_a, capture_activations(model, xp, block_layers))
-                for cond, xp in (("corrupted", x_dim_corrupt), ("adversarial", x_adv))}
+                for cond, xp in perturbed.items()}
+        input_dims = {cond: dimn.perturbation_dimensionality({"input": x_dim}, {"input": xp})[0]["n_delta"]
+                      for cond, xp in perturbed.items()}
+        accs = {cond: accuracy(model, xp.to(dev), yd) for cond, xp in perturbed.items()}
+        # unit level (claim 5): gradient CV, SI and activation CV of the same units
+        xg = x_eval[:S["n_grad"]]
+        block_acts = capture_activations(model, x_eval, block_layers)
+        grad_rows, units = [], []
+        for layer in block_layers:
+            norms = grads.input_unit_gradient_norms(model, xg, layer, max_units=S["grad_units"])
+            grad_rows.append(dict(layer=layer, n_units=norms.shape[1], **grads.gradient_variability(norms)))
+            u = norms.shape[1]
+            acts = sel.unit_activations(block_acts[layer])[:, :u].double().numpy()
+            units.append(dict(layer=layer, si=np.asarray(sel.class_selectivity_index(block_acts[layer], y_eval))[:u],
+                              grad_cv=grads.coefficient_of_variation(norms, axis=0),
+                              act_cv=grads.coefficient_of_variation(acts, axis=0)))
         return dict(si=summary.network_mean, si_layer=[summary.layer_mean[n] for n in si_layers],
                     dead=[summary.dead_fraction[n] for n in si_layers],
                     clean=accuracy(model, x_eval, y_eval), corrupted=corr.corruption_accuracy(model, cset),
-                    fgsm=np.array(fgsm_acc), pgd=np.array(pgd_acc), dims=dims,
-                    grads=grads.layer_gradient_variability(model, x_eval[:S["n_grad"]], block_layers,
-                                                           max_units=S["grad_units"]))
+                    fgsm=np.array(fgsm_acc), pgd=np.array(pgd_acc), dims=dims, input_dims=input_dims,
+                    dim_acc=accs, match_fraction=MATCH_FRACTIONS[best], grads=grad_rows, units=units)
     return ctx.cache.get_or_compute("selectivity_eval", {"spec": spec, "eval": EVAL_CFG}, compute)
 
 
-results = {key: evaluate(models[key], spec) for key, spec in ((k[:2], k[2]) for k in specs)}
+t = time.perf_counter()
+results = {k: evaluate(models[k], specs[k], k[1]) for k in keys}
+TIMES["evaluation"] = time.perf_counter() - t
+
+# %% [markdown]
+# ### Training: accuracy and epochs per model
+# Models must be trained before they are measured: each model's epochs, best epoch, validation and
+# test accuracy; a model below the floor (`acc_floor`) is flagged.
 
 # %%
+train_table["clean_acc"] = [results[k]["clean"] for k in keys]
+train_table["below_floor"] = train_table.clean_acc < S["acc_floor"]
+ctx.save_table(train_table, "training", caption=f"Epochs and accuracy per model (floor {S['acc_floor']:g})")
+print(f"{int(train_table.below_floor.sum())} of {len(train_table)} models below the accuracy floor "
+      f"{S['acc_floor']:g}; {int((train_table.best_epoch == train_table.epochs_trained).sum())} kept their last epoch")
+train_table.round(3)
+
+# %%
+def auc(curve):
+    return float(np.trapezoid(curve, eps_grid) / eps_grid[-1])
+
+
 rows = []
-for (alpha, s), r in results.items():
-    auc = float(np.trapezoid(r["pgd"], eps_grid) / eps_grid[-1])
-    rows.append(dict(alpha=alpha, seed=s, mean_si=r["si"], dead_fraction=float(np.mean(r["dead"])),
+for (alpha, s, arm), r in results.items():
+    rows.append(dict(alpha=alpha, seed=s, arm=arm, mean_si=r["si"], dead_fraction=float(np.mean(r["dead"])),
                      clean_acc=r["clean"], corrupted_acc=float(r["corrupted"].mean()),
                      corrupted_rel=float(r["corrupted"].mean() / r["clean"]),
-                     pgd_auc=auc, pgd_auc_rel=auc / r["clean"],
-                     n95_early=r["dims"]["corrupted"][0]["n_clean"], pr_early=r["dims"]["corrupted"][0]["pr_clean"],
+                     pgd_auc=auc(r["pgd"]), pgd_auc_rel=auc(r["pgd"]) / r["clean"],
+                     fgsm_auc=auc(r["fgsm"]), fgsm_auc_rel=auc(r["fgsm"]) / r["clean"],
                      cv_samples=float(np.nanmean([g["cv_across_samples"] for g in r["grads"]])),
                      cv_units=float(np.nanmean([g["cv_across_units"] for g in r["grads"]]))))
 per_model = pd.DataFrame(rows)
-ctx.save_table(per_model, "per_model", caption="One row per trained model (α, seed)")
-per_model.round(3)
+ctx.save_table(per_model, "per_model", caption="One row per trained model (α, seed, arm)")
+grid = per_model[per_model.arm == "standard"]
+alpha_list = sorted(set(grid.alpha))
+
+
+def by_seed(frame, col):
+    """(seeds × α) array of one per-model column of the standard α grid."""
+    return frame.pivot(index="seed", columns="alpha", values=col).loc[seeds, alpha_list].to_numpy()
+
+
+SI = by_seed(grid, "mean_si")
+summary_cols = ["mean_si", "clean_acc", "corrupted_rel", "pgd_auc_rel", "fgsm_auc_rel", "cv_samples"]
+per_alpha = grid.groupby("alpha")[summary_cols].agg(["mean", "std"])
+per_alpha.columns = [f"{c}_{f}" for c, f in per_alpha.columns]
+ctx.save_table(per_alpha.reset_index(), "per_alpha", caption="Per-α means and seed SD (standard arm)")
+per_alpha.round(3)
 
 # %% [markdown]
 # ## 1. Manipulation check: SI and accuracy against α
-# The regulariser should move SI monotonically with α. Large positive α also kills units (SI = 0 by
-# the ε convention), which can pull the network mean back down — hence the dead-unit panel.
+# The regulariser should move SI monotonically with α; clean accuracy should stay within
+# `ACC_TOLERANCE` of α = 0 over the grid (the rule that chose it).
 
 # %%
 cmap = plt.get_cmap("coolwarm")
-alpha_list = sorted(set(per_model.alpha))
 colour = {a: cmap(i / max(len(alpha_list) - 1, 1)) for i, a in enumerate(alpha_list)}
-by_alpha = per_model.groupby("alpha").mean(numeric_only=True)
 fig, axes = plt.subplots(1, 3, figsize=(10, 3))
 for ax, col, label in zip(axes, ["mean_si", "dead_fraction", "clean_acc"],
                           ["mean class selectivity (test)", "fraction of dead units", "clean test accuracy"]):
-    ax.scatter(per_model.alpha, per_model[col], c=[colour[a] for a in per_model.alpha], s=18)
-    ax.plot(by_alpha.index, by_alpha[col], color="0.3", lw=1)
+    ax.scatter(grid.alpha, grid[col], c=[colour[a] for a in grid.alpha], s=18)
+    m = grid.groupby("alpha")[col].agg(["mean", "std"])
+    ax.errorbar(m.index, m["mean"], yerr=m["std"], color="0.3", lw=1, capsize=2)
     ax.set_xlabel("α (regularisation strength)")
     ax.set_ylabel(label)
 axes[1].set_ylim(bottom=0)
 fig.tight_layout()
-ctx.save_figure(fig, "si_accuracy_vs_alpha", caption="Mean SI, dead units and clean accuracy against α")
+ctx.save_figure(fig, "si_accuracy_vs_alpha", caption="Mean SI, dead units and clean accuracy against α (mean ± SD over seeds)")
 
 # %%
-layer_si = pd.DataFrame([dict(alpha=a, layer=n, si=v) for (a, s), r in results.items()
+layer_si = pd.DataFrame([dict(alpha=a, layer=n, si=v) for (a, s, arm), r in results.items() if arm == "standard"
                          for n, v in zip(si_layers, r["si_layer"])]).groupby(["layer", "alpha"]).si.mean().unstack()
 layer_si.loc[si_layers].round(3)
 
 # %% [markdown]
-# ## 2. Average-case robustness: corruptions
-# Expected (claim 1): higher SI → lower corrupted accuracy, the gap widening with severity.
+# ## 2. Average-case robustness: which corruptions bite, and SI
+# Per corruption: the relative L2 change of the images (‖x_c − x‖ / ‖x‖, mean over images) and the
+# accuracy drop of the α = 0 models (mean over seeds). **Rule:** a corruption has a measurable effect
+# when its accuracy drop, averaged over severities, is at least `MEASURABLE_DROP`; the rule uses α = 0
+# only, so it does not select on the relation with SI. Claim 1 is tested over those corruptions, and
+# per family.
+
+# %%
+x_np = x_eval.numpy().astype(np.float64).reshape(len(x_eval), -1)
+rel_change = np.array([[np.mean(np.linalg.norm(cset.images[k, j].reshape(len(x_np), -1) / 255 - x_np, axis=1)
+                                / np.linalg.norm(x_np, axis=1)) for j in range(len(cset.severities))]
+                       for k in range(len(cset.corruptions))])
+base = [results[(0.0, s, "standard")] for s in seeds]
+drop = np.mean([r["clean"] - r["corrupted"] for r in base], axis=0)          # (K, S)
+effect = pd.DataFrame({"corruption": cset.corruptions, "family": [FAMILY_OF[c] for c in cset.corruptions]})
+for j, sev in enumerate(cset.severities):
+    effect[f"rel_change_s{sev}"] = rel_change[:, j]
+for j, sev in enumerate(cset.severities):
+    effect[f"acc_drop_s{sev}"] = drop[:, j]
+effect["acc_drop_mean"] = drop.mean(axis=1)
+effect["measurable"] = effect.acc_drop_mean >= MEASURABLE_DROP
+ctx.save_table(effect, "corruption_effect", caption=f"Per corruption: relative L2 change and accuracy drop at α = 0 "
+                                                    f"(measurable: mean drop ≥ {MEASURABLE_DROP:g})")
+measurable = [c for c, m in zip(cset.corruptions, effect.measurable) if m]
+print(f"{len(measurable)} of {len(cset.corruptions)} corruptions measurable: {measurable}")
+effect.round(3)
+
+
+def corrupted_rel(r, names):
+    """Clean-normalised corrupted accuracy of one model over ``names`` (mean over corruptions and severities)."""
+    idx = [cset.corruptions.index(c) for c in names]
+    return float(r["corrupted"][idx].mean() / r["clean"]) if idx else float("nan")
+
+
+def grid_array(fn):
+    """(seeds × α) array of ``fn(result)`` over the standard grid."""
+    return np.array([[fn(results[(a, s, "standard")]) for a in alpha_list] for s in seeds])
+
+
+CORR_REL = grid_array(lambda r: corrupted_rel(r, measurable))
+FAMILY_REL = {fam: grid_array(lambda r, fam=fam: corrupted_rel(r, [c for c in measurable if FAMILY_OF[c] == fam]))
+              for fam in corr.FAMILIES}
 
 # %%
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
 for a in alpha_list:
-    curves = np.stack([r["corrupted"].mean(axis=0) for (al, s), r in results.items() if al == a])
+    curves = np.stack([r["corrupted"].mean(axis=0) / r["clean"] for (al, s, arm), r in results.items()
+                       if al == a and arm == "standard"])
     axes[0].plot(cset.severities, curves.mean(0), "o-", color=colour[a], ms=3, label=f"α={a:g}")
 axes[0].set_xlabel("severity")
-axes[0].set_ylabel("accuracy (mean over corruptions)")
+axes[0].set_ylabel("corrupted / clean (all corruptions)")
 axes[0].legend(ncol=2, fontsize=6)
-for ax, col, label in ((axes[1], "corrupted_acc", "corrupted accuracy"),
-                       (axes[2], "corrupted_rel", "corrupted / clean accuracy")):
-    ax.scatter(per_model.mean_si, per_model[col], c=[colour[a] for a in per_model.alpha], s=18)
-    b, c0 = np.polyfit(per_model.mean_si, per_model[col], 1)
-    xs = np.linspace(per_model.mean_si.min(), per_model.mean_si.max(), 10)
-    ax.plot(xs, b * xs + c0, "k--", lw=1)
-    ax.set_xlabel("mean class selectivity")
-    ax.set_ylabel(label)
+order = np.argsort(effect.acc_drop_mean.to_numpy())
+axes[1].barh(np.arange(len(order)), effect.acc_drop_mean.to_numpy()[order],
+             color=["C0" if m else "0.7" for m in effect.measurable.to_numpy()[order]])
+axes[1].axvline(MEASURABLE_DROP, color="k", lw=0.8, ls="--")
+axes[1].set_yticks(np.arange(len(order)), [cset.corruptions[i] for i in order], fontsize=6)
+axes[1].set_xlabel("accuracy drop at α = 0")
+for i, s in enumerate(seeds):
+    axes[2].plot(SI[i], CORR_REL[i], "o-", ms=3, lw=0.8, color=f"C{i % 10}")
+axes[2].set_xlabel("mean class selectivity")
+axes[2].set_ylabel("corrupted / clean (measurable)")
 fig.tight_layout()
-ctx.save_figure(fig, "corruption_robustness", caption="Corrupted accuracy vs severity per α, and vs mean SI")
-
-# %%
-per_type = pd.DataFrame(
-    np.mean([r["corrupted"].mean(axis=1) for r in results.values()], axis=0)[None],
-    columns=cset.corruptions, index=["mean accuracy (all models, all severities)"]).T
-per_type["slope vs SI"] = [np.polyfit(per_model.mean_si, [r["corrupted"][k].mean() for r in results.values()], 1)[0]
-                           for k in range(len(cset.corruptions))]
-ctx.save_table(per_type.reset_index(names="corruption"), "corruption_per_type",
-               caption="Accuracy per corruption and its least-squares slope against mean SI")
-per_type.round(3)
+ctx.save_figure(fig, "corruption_robustness", caption="Corrupted/clean accuracy vs severity per α; accuracy "
+                "drop per corruption (measurable in blue); per-seed curves against SI")
 
 # %% [markdown]
 # ## 3. Worst-case robustness: FGSM and PGD
@@ -305,19 +451,21 @@ per_type.round(3)
 # (random start, 10 steps) must never be weaker than FGSM.
 
 # %%
+PGD_REL, FGSM_REL = by_seed(grid, "pgd_auc_rel"), by_seed(grid, "fgsm_auc_rel")
 fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
 for a in alpha_list:
-    sub = [r for (al, s), r in results.items() if al == a]
+    sub = [r for (al, s, arm), r in results.items() if al == a and arm == "standard"]
     axes[0].plot(eps_grid, np.mean([r["pgd"] for r in sub], 0), "o-", color=colour[a], ms=3, label=f"α={a:g}")
     axes[0].plot(eps_grid, np.mean([r["fgsm"] for r in sub], 0), ":", color=colour[a], lw=1)
 axes[0].set_xlabel("ε (L∞, pixel scale)")
 axes[0].set_ylabel("accuracy (PGD solid, FGSM dotted)")
 axes[0].legend(ncol=2, fontsize=6)
-axes[1].scatter(per_model.mean_si, per_model.pgd_auc, c=[colour[a] for a in per_model.alpha], s=18)
+for i, s in enumerate(seeds):
+    axes[1].plot(SI[i], PGD_REL[i], "o-", ms=3, lw=0.8, color=f"C{i % 10}")
 axes[1].set_xlabel("mean class selectivity")
-axes[1].set_ylabel("PGD accuracy, area under ε curve")
+axes[1].set_ylabel("PGD area / clean accuracy")
 fig.tight_layout()
-ctx.save_figure(fig, "adversarial_robustness", caption="Adversarial accuracy vs ε per α, and its area vs mean SI")
+ctx.save_figure(fig, "adversarial_robustness", caption="Adversarial accuracy vs ε per α; PGD area/clean vs SI per seed")
 
 n_attack_eff = min(S["n_attack"], len(y_eval))
 masking = [(k, e) for k, r in results.items() for e, p, f in zip(eps_grid, r["pgd"], r["fgsm"])
@@ -326,116 +474,266 @@ print(f"PGD weaker than FGSM (by more than one image) in {len(masking)} of "
       f"{len(results) * len(eps_grid)} (model, ε) pairs: {masking}")
 
 # %% [markdown]
-# ## 4. Dimensionality of clean, corrupted and adversarial representations
-# Left: clean `n95` per layer against α (claim 3 expects a fall with α, clearest in early layers).
-# Right: how much the matched perturbations change the representation, as the dimensionality of
-# `perturbed − clean` (claim 4 expects adversarial > corrupted in early layers).
+# ### Influence of single α values
+# Leverage of each α on a slope against SI (hat value of the seed-mean SI), and the seed-mean slope
+# with that α left out: a claim carried by one α shows up as a sign change here.
 
 # %%
-dim_rows = pd.DataFrame([dict(alpha=a, seed=s, condition=cond, **row) for (a, s), r in results.items()
-                         for cond, rows_ in r["dims"].items() for row in rows_])
+si_mean = SI.mean(0)
+lev = 1 / len(si_mean) + (si_mean - si_mean.mean()) ** 2 / ((si_mean - si_mean.mean()) ** 2).sum()
+influence = []
+for name, Y in (("corrupted/clean (measurable)", CORR_REL), ("PGD area/clean", PGD_REL), ("FGSM area/clean", FGSM_REL)):
+    row = dict(statistic=name, slope_all=float(np.polyfit(si_mean, Y.mean(0), 1)[0]))
+    for j, a in enumerate(alpha_list):
+        keep = [i for i in range(len(alpha_list)) if i != j]
+        row[f"slope_without_α={a:g}"] = float(np.polyfit(si_mean[keep], Y.mean(0)[keep], 1)[0])
+    influence.append(row)
+influence.append(dict(statistic="leverage", slope_all=float("nan"),
+                      **{f"slope_without_α={a:g}": float(h) for a, h in zip(alpha_list, lev)}))
+influence = pd.DataFrame(influence)
+ctx.save_table(influence, "influence", caption="Leave-one-α-out slopes (seed means) and leverage of each α")
+influence.round(3)
+
+# %% [markdown]
+# ## 4. Dimensionality of clean, corrupted and adversarial representations
+# Left: clean `n95` per layer against α (claim 3 expects a fall with α in early layers). Middle: the
+# dimensionality of `perturbed − clean` per layer for the corrupted, adversarial, equal-L2 noise and
+# effect-matched adversarial sets. Right: the same, divided by the input-space n95 of the perturbation.
+
+# %%
+dim_rows = pd.DataFrame([dict(alpha=a, seed=s, arm=arm, condition=cond, n_input=r["input_dims"][cond],
+                              accuracy=r["dim_acc"][cond], **row)
+                         for (a, s, arm), r in results.items() for cond, rows_ in r["dims"].items() for row in rows_])
+dim_rows["n_delta_norm"] = dim_rows.n_delta / dim_rows.n_input
 ctx.save_table(dim_rows, "dimensionality", caption="Dimensionality per model, layer and perturbation")
-fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
-clean_dims = dim_rows[dim_rows.condition == "corrupted"].groupby(["layer", "alpha"]).n_clean.mean().unstack(0)
-for i, layer in enumerate(block_layers):
+std_dims = dim_rows[dim_rows.arm == "standard"]
+CONDS = ["corrupted", "adversarial", "noise", "adversarial_matched"]
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+clean_dims = std_dims[std_dims.condition == "corrupted"].groupby(["layer", "alpha"]).n_clean.mean().unstack(0)
+for layer in block_layers:
     axes[0].plot(clean_dims.index, clean_dims[layer], "o-", ms=3, label=layer)
 axes[0].set_xlabel("α")
 axes[0].set_ylabel("clean n95 (PCA components)")
 axes[0].legend(fontsize=6)
 for ax, col, label in ((axes[1], "n_delta", "n95 of (perturbed − clean)"),
-                       (axes[2], "pr_delta", "PR of (perturbed − clean)")):
-    for cond, style in (("corrupted", "s--"), ("adversarial", "o-")):
-        m = dim_rows[dim_rows.condition == cond].groupby("layer")[col].mean().loc[block_layers]
+                       (axes[2], "n_delta_norm", "… / input n95 of the perturbation")):
+    for cond, style in zip(CONDS, ("s--", "o-", "^:", "d-.")):
+        m = std_dims[std_dims.condition == cond].groupby("layer")[col].mean().loc[block_layers]
         ax.plot(range(len(block_layers)), m.values, style, ms=4, label=cond)
     ax.set_xticks(range(len(block_layers)), block_layers, rotation=30)
     ax.set_ylabel(label)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6)
 fig.tight_layout()
-ctx.save_figure(fig, "dimensionality", caption="Clean dimensionality vs α; perturbation-induced dimensionality")
+ctx.save_figure(fig, "dimensionality", caption="Clean dimensionality vs α; perturbation-induced dimensionality with controls")
 
-delta_dim = dim_rows.assign(delta_n=dim_rows.n_perturbed - dim_rows.n_clean).pivot_table(
-    index="layer", columns="condition", values=["delta_n", "n_delta", "pr_delta"], aggfunc="mean").loc[block_layers]
-delta_dim.round(2)
+dim_summary = std_dims.pivot_table(index="layer", columns="condition", values=["n_delta", "n_delta_norm", "accuracy"],
+                                   aggfunc="mean").loc[block_layers]
+dim_summary.round(2)
+
+
+def dim_array(layer, cond, col):
+    """(seeds × α) array of a dimensionality column of the standard grid."""
+    sub = std_dims[(std_dims.layer == layer) & (std_dims.condition == cond)]
+    return by_seed(sub, col)
+
 
 # %% [markdown]
 # ## 5. Input-unit gradient variability
 # Expected (claim 5): the coefficient of variation of ‖∂a_u/∂x‖ across samples and across units rises
-# with selectivity.
+# with selectivity. **Beyond SI:** a unit's gradient CV is largely predicted by its own SI; we fit that
+# relation once over all units of all grid models (per layer, least squares on unit SI and activation
+# CV) and ask whether the models' mean *residual* gradient CV still rises with network SI.
 
 # %%
-grad_rows = pd.DataFrame([dict(alpha=a, seed=s, **g) for (a, s), r in results.items() for g in r["grads"]])
+grad_rows = pd.DataFrame([dict(alpha=a, seed=s, arm=arm, **g) for (a, s, arm), r in results.items()
+                          for g in r["grads"]])
 ctx.save_table(grad_rows, "gradient_variability", caption="Input-unit gradient variability per model and layer")
-fig, axes = plt.subplots(1, 2, figsize=(8, 3.2))
-for ax, col in zip(axes, ["cv_across_samples", "cv_across_units"]):
-    m = grad_rows.groupby(["layer", "alpha"])[col].mean().unstack(0)
+unit_rows = pd.DataFrame([dict(alpha=a, seed=s, layer=u["layer"], unit=i, si=u["si"][i], grad_cv=u["grad_cv"][i],
+                               act_cv=u["act_cv"][i])
+                          for (a, s, arm), r in results.items() if arm == "standard"
+                          for u in r["units"] for i in range(len(u["si"]))]).dropna()
+unit_rows["resid_si"] = np.nan
+unit_rows["resid_si_act"] = np.nan
+for layer, g_ in unit_rows.groupby("layer"):
+    for col, X in (("resid_si", g_[["si"]]), ("resid_si_act", g_[["si", "act_cv"]])):
+        A = np.column_stack([np.ones(len(g_)), X.to_numpy()])
+        coef, *_ = np.linalg.lstsq(A, g_.grad_cv.to_numpy(), rcond=None)
+        unit_rows.loc[g_.index, col] = g_.grad_cv.to_numpy() - A @ coef
+unit_corr = pd.DataFrame([dict(pair=p, spearman=float(stats.correlation(unit_rows[a], unit_rows[b],
+                                                                         method="spearman").value))
+                          for p, a, b in (("unit SI vs gradient CV", "si", "grad_cv"),
+                                          ("activation CV vs gradient CV", "act_cv", "grad_cv"),
+                                          ("unit SI vs activation CV", "si", "act_cv"))])
+resid = unit_rows.groupby(["seed", "alpha"])[["resid_si", "resid_si_act"]].mean().reset_index()
+RESID_SI, RESID_SI_ACT = by_seed(resid, "resid_si"), by_seed(resid, "resid_si_act")
+fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+for ax, col in zip(axes[:2], ["cv_across_samples", "cv_across_units"]):
+    m = grad_rows[grad_rows.arm == "standard"].groupby(["layer", "alpha"])[col].mean().unstack(0)
     for layer in block_layers:
         ax.plot(m.index, m[layer], "o-", ms=3, label=layer)
     ax.set_xlabel("α")
     ax.set_ylabel(col.replace("_", " "))
 axes[0].legend(fontsize=6)
+for i, s in enumerate(seeds):
+    axes[2].plot(SI[i], RESID_SI[i], "o-", ms=3, lw=0.8, color=f"C{i % 10}")
+axes[2].axhline(0, color="k", lw=0.6)
+axes[2].set_xlabel("mean class selectivity")
+axes[2].set_ylabel("gradient CV not explained by unit SI")
 fig.tight_layout()
-ctx.save_figure(fig, "gradient_variability", caption="Input-unit gradient CV across samples / units vs α")
+ctx.save_figure(fig, "gradient_variability", caption="Input-unit gradient CV vs α; residual after unit SI vs network SI")
+unit_corr.round(3)
+
+# %% [markdown]
+# ## 6. Bidirectionality: does augmentation lower SI and adversarial training raise it?
+# Each arm is trained at α = 0 with the same seeds as the standard α = 0 models, so the comparison is
+# a per-seed paired difference.
+
+# %%
+arms = per_model[per_model.alpha == 0.0].pivot(index="seed", columns="arm")
+arm_table = per_model[per_model.alpha == 0.0].groupby("arm")[["mean_si", "clean_acc", "corrupted_rel",
+                                                               "pgd_auc_rel"]].agg(["mean", "std"])
+arm_table.columns = [f"{c}_{f}" for c, f in arm_table.columns]
+ctx.save_table(arm_table.reset_index(), "arms", caption="α = 0 arms: SI and robustness (mean and seed SD)")
+fig, ax = plt.subplots(figsize=(4.5, 3.2))
+for j, arm in enumerate(ARMS):
+    ax.scatter(np.full(len(seeds), j) + np.linspace(-0.1, 0.1, len(seeds)), arms["mean_si"][arm].loc[seeds], s=18)
+ax.set_xticks(range(len(ARMS)), ["standard", "Gaussian-noise aug.", "adversarial training"], fontsize=7)
+ax.set_ylabel("mean class selectivity")
+fig.tight_layout()
+ctx.save_figure(fig, "bidirectionality", caption="Mean SI of the α = 0 arms, one point per seed")
+arm_table.round(3)
 
 # %% [markdown]
 # ## Summary: the trade-off against selectivity
-# Both robustness measures normalised by clean accuracy, against mean SI, one point per model.
+# Clean-normalised robustness (seed mean ± SD per α) against mean SI.
 
 # %%
 fig, ax = plt.subplots(figsize=(4.5, 3.3))
-ax.scatter(per_model.mean_si, per_model.corrupted_rel, marker="s", label="corrupted / clean", color="C0")
-ax.scatter(per_model.mean_si, per_model.pgd_auc_rel, marker="o", label="PGD area / clean", color="C1")
-for col, c in (("corrupted_rel", "C0"), ("pgd_auc_rel", "C1")):
-    b, c0 = np.polyfit(per_model.mean_si, per_model[col], 1)
-    xs = np.linspace(per_model.mean_si.min(), per_model.mean_si.max(), 10)
-    ax.plot(xs, b * xs + c0, "--", color=c, lw=1)
+for Y, label, c in ((CORR_REL, "corrupted / clean (measurable)", "C0"), (PGD_REL, "PGD area / clean", "C1"),
+                    (FGSM_REL, "FGSM area / clean", "C2")):
+    ax.errorbar(SI.mean(0), Y.mean(0), xerr=SI.std(0, ddof=1), yerr=Y.std(0, ddof=1), fmt="o-", color=c, ms=3,
+                capsize=2, label=label)
 ax.set_xlabel("mean class selectivity")
 ax.set_ylabel("relative robustness")
 ax.legend(fontsize=7)
 fig.tight_layout()
-ctx.save_figure(fig, "tradeoff_summary", caption="Average- vs worst-case robustness against mean SI")
+ctx.save_figure(fig, "tradeoff_summary", caption="Average- vs worst-case robustness against mean SI (mean ± SD over seeds)")
 
 # %% [markdown]
 # ## Claims
-# One point per model (α × seed). Slopes are least-squares slopes against the model's mean SI, with
-# 95 % bootstrap CIs over models; verdict rule "ci": *supported* when the whole CI lies on the
-# expected side of 0. Robustness is given raw and normalised by clean accuracy (lowering SI can change
-# clean accuracy too). The dimensionality comparison (claim 4) is a paired difference per model in the
-# earliest block output.
+# The replicate is a seed. Slopes are **per-seed least-squares slopes against that seed's own mean SI**
+# over its α models (`si_slope`), tested by a t test over seeds; the rank version is the per-seed
+# Spearman ρ (`si_rank_slope`). Arms and perturbation conditions are per-seed paired differences (a
+# per-seed mean over α where the quantity is per model). Holm within each family; verdicts symmetric
+# (a CI wholly on the unexpected side is *contradicted*).
 
 # %%
+def si_slope(si, y, null=0.0):
+    """Mean over seeds of the least-squares slope of ``y[i]`` on ``si[i]`` (seeds × α arrays), t interval."""
+    b = np.array([stats.per_replicate_slopes(a, v[None])[0] for a, v in zip(np.atleast_2d(si), np.atleast_2d(y))])
+    return stats.one_sample(b, null)._replace(test="per-seed slope on SI, t")
+
+
+def si_rank_slope(si, y, null=0.0):
+    """Mean over seeds of Spearman's ρ between ``si[i]`` and ``y[i]``, t interval."""
+    rho = np.array([stats.replicate_rank_slope(a, v[None]).value for a, v in zip(np.atleast_2d(si), np.atleast_2d(y))])
+    return stats.one_sample(rho, null)._replace(test="per-seed Spearman ρ with SI, t")
+
+
+t = time.perf_counter()
 claims = ClaimsTable()
-si, n = per_model.mean_si.values, len(per_model)
-claims.add("(check) the regulariser moves SI with α", "slope of mean SI on α",
-           slope(per_model.alpha, si, seed=seed), expected="positive", n=n)
-claims.add("1. lower selectivity → more robust to corruptions", "slope of corrupted accuracy on SI",
-           slope(si, per_model.corrupted_acc, seed=seed), expected="negative", n=n)
-claims.add("1. (normalised by clean accuracy)", "slope of corrupted/clean accuracy on SI",
-           slope(si, per_model.corrupted_rel, seed=seed), expected="negative", n=n)
-claims.add("2. higher selectivity → more robust to PGD/FGSM", "slope of PGD accuracy area on SI",
-           slope(si, per_model.pgd_auc, seed=seed), expected="positive", n=n)
-claims.add("2. (normalised by clean accuracy)", "slope of PGD area/clean accuracy on SI",
-           slope(si, per_model.pgd_auc_rel, seed=seed), expected="positive", n=n)
-claims.add("3. early-layer dimensionality falls with selectivity", f"slope of clean n95 ({block_layers[0]}) on SI",
-           slope(si, per_model.n95_early, seed=seed), expected="negative", n=n)
-claims.add("3. (participation ratio)", f"slope of clean PR ({block_layers[0]}) on SI",
-           slope(si, per_model.pr_early, seed=seed), expected="negative", n=n)
-early = dim_rows[dim_rows.layer == block_layers[0]].pivot_table(index=["alpha", "seed"], columns="condition",
-                                                                values="n_delta")
-claims.add("4. adversarial inputs raise early dimensionality more than corruptions",
-           f"mean paired difference n95(adv − clean) − n95(corrupt − clean), {block_layers[0]}",
-           paired_difference(early.adversarial, early.corrupted, seed=seed), expected="positive", n=len(early),
-           note=f"matched L2 = {eps_l2:.2f}")
+kw = dict(replicates=seeds, series=("si", "y"))
+per_seed_slope = "per-seed slope over the seed's α models"
+ACC = by_seed(grid, "clean_acc")
+claims.add("check: the regulariser moves SI with α", "per-seed slope of mean SI on α", "replicate_slope",
+           alpha_list, SI, expected="positive", family="checks", replicates=seeds)
+# margin: the α-grid rule itself (clean accuracy within ACC_TOLERANCE of α = 0)
+claims.add("check: clean accuracy stays within the tolerance of α = 0 over the grid",
+           "per-seed max |clean acc(α) − clean acc(0)|", "mean",
+           np.abs(ACC - ACC[:, [alpha_list.index(0.0)]]).max(axis=1), expected="equivalent", margin=ACC_TOLERANCE,
+           family="checks", replicates=seeds, summary="max over the seed's α models")
+claims.add("1. lower selectivity → more robust to corruptions", "slope of corrupted/clean accuracy (measurable "
+           "corruptions) on SI", si_slope, SI, CORR_REL, expected="negative", family="1", summary=per_seed_slope,
+           precondition=(len(measurable) > 0, "no corruption has a measurable effect"), **kw)
+claims.add("1. (rank version)", "Spearman ρ of corrupted/clean (measurable) with SI", si_rank_slope, SI, CORR_REL,
+           expected="negative", family="1", summary=per_seed_slope,
+           precondition=(len(measurable) > 0, "no corruption has a measurable effect"), **kw)
+claims.add("1. (raw, all corruptions)", "slope of corrupted accuracy (all corruptions) on SI", si_slope, SI,
+           by_seed(grid, "corrupted_acc"), expected="negative", family="1", summary=per_seed_slope, **kw)
+for fam, Y in FAMILY_REL.items():
+    n_fam = sum(FAMILY_OF[c] == fam for c in measurable)
+    claims.add(f"1. per family: {fam}", f"slope of corrupted/clean ({fam}, {n_fam} measurable) on SI", si_slope,
+               SI, np.nan_to_num(Y), expected="negative", family="1 per family", summary=per_seed_slope,
+               precondition=(n_fam > 0, f"no {fam} corruption has a measurable effect"), **kw)
+claims.add("2. higher selectivity → more robust to PGD", "slope of PGD area/clean on SI", si_slope, SI, PGD_REL,
+           expected="positive", family="2", summary=per_seed_slope, **kw)
+claims.add("2. PGD (rank version)", "Spearman ρ of PGD area/clean with SI", si_rank_slope, SI, PGD_REL,
+           expected="positive", family="2", summary=per_seed_slope, **kw)
+claims.add("2. higher selectivity → more robust to FGSM", "slope of FGSM area/clean on SI", si_slope, SI, FGSM_REL,
+           expected="positive", family="2", summary=per_seed_slope, **kw)
+claims.add("2. FGSM (rank version)", "Spearman ρ of FGSM area/clean with SI", si_rank_slope, SI, FGSM_REL,
+           expected="positive", family="2", summary=per_seed_slope, **kw)
+for layer in early_layers:
+    claims.add("3. early-layer dimensionality falls with selectivity", f"slope of clean n95 ({layer}) on SI",
+               si_slope, SI, dim_array(layer, "corrupted", "n_clean"), expected="negative", family="3",
+               summary=per_seed_slope + f"; pre-declared early layers {early_layers}", **kw)
+for layer in early_layers:
+    claims.add("3. (participation ratio)", f"slope of clean PR ({layer}) on SI", si_slope, SI,
+               dim_array(layer, "corrupted", "pr_clean"), expected="negative", family="3 (PR)",
+               summary=per_seed_slope, **kw)
+L0 = early_layers[0]
+seed_mean = "per-seed mean over the seed's α models"
+for cond, what in (("corrupted", "vs corruptions (as published)"), ("noise", "vs equal-L2 Gaussian noise (control)"),
+                   ("adversarial_matched", "effect-matched: same accuracy drop as the corruptions")):
+    a_cond = "adversarial" if cond != "adversarial_matched" else "adversarial_matched"
+    ref = "corrupted" if cond == "adversarial_matched" else cond
+    claims.add(f"4. adversarial inputs raise early dimensionality more — {what}",
+               f"n95(perturbed − clean), {a_cond} − {ref}, {L0}", "paired",
+               dim_array(L0, a_cond, "n_delta").mean(1), dim_array(L0, ref, "n_delta").mean(1), expected="positive",
+               family="4", summary=seed_mean, replicates=seeds, note=f"matched L2 = {eps_l2:.2f}")
+claims.add("4. … normalised by the perturbation's input dimensionality",
+           f"n95(Δrep)/n95(Δinput), adversarial − corrupted, {L0}", "paired",
+           dim_array(L0, "adversarial", "n_delta_norm").mean(1), dim_array(L0, "corrupted", "n_delta_norm").mean(1),
+           expected="positive", family="4", summary=seed_mean, replicates=seeds)
+claims.add("4. (workshop) the adversarial − corruption gap is larger at low SI",
+           f"slope of n95 gap (adversarial − corrupted, {L0}) on SI", si_slope, SI,
+           dim_array(L0, "adversarial", "n_delta") - dim_array(L0, "corrupted", "n_delta"), expected="negative",
+           family="4", summary=per_seed_slope, **kw)
 claims.add("5. input-unit gradients vary more across samples at high SI", "slope of CV across samples on SI",
-           slope(si, per_model.cv_samples, seed=seed), expected="positive", n=n)
-claims.add("5. … and across units", "slope of CV across units on SI",
-           slope(si, per_model.cv_units, seed=seed), expected="positive", n=n)
+           si_slope, SI, by_seed(grid, "cv_samples"), expected="positive", family="5", summary=per_seed_slope, **kw)
+claims.add("5. … and across units", "slope of CV across units on SI", si_slope, SI, by_seed(grid, "cv_units"),
+           expected="positive", family="5", summary=per_seed_slope, **kw)
+claims.add("5. … beyond unit SI", "slope of mean residual gradient CV (after unit SI) on SI", si_slope, SI,
+           RESID_SI, expected="positive", family="5", summary=per_seed_slope + "; residual of a per-layer "
+           "least-squares fit over all grid units", **kw)
+claims.add("5. … beyond unit SI and activation CV", "slope of mean residual gradient CV (after unit SI and "
+           "activation CV) on SI", si_slope, SI, RESID_SI_ACT, expected="positive", family="5",
+           summary=per_seed_slope, **kw)
+std, noise_arm, adv_arm = (arms["mean_si"][a].loc[seeds].to_numpy() for a in ARMS)
+claims.add("6. naturalistic-robustness training (Gaussian-noise augmentation) lowers SI", "mean SI, noise − standard",
+           "paired", noise_arm, std, expected="negative", family="6", replicates=seeds)
+claims.add("6. adversarial training raises SI", "mean SI, adversarial − standard", "paired", adv_arm, std,
+           expected="positive", family="6", replicates=seeds)
+claims.add("check: Gaussian-noise augmentation improves corruption robustness",
+           "corrupted/clean (all corruptions), noise − standard", "paired",
+           arms["corrupted_rel"]["noise"].loc[seeds], arms["corrupted_rel"]["standard"].loc[seeds],
+           expected="positive", family="6 checks", replicates=seeds)
+claims.add("check: adversarial training improves PGD robustness", "PGD area/clean, adversarial − standard", "paired",
+           arms["pgd_auc_rel"]["adversarial"].loc[seeds], arms["pgd_auc_rel"]["standard"].loc[seeds],
+           expected="positive", family="6 checks", replicates=seeds)
 table = claims.save(ctx)
-table[["claim", "statistic", "value", "ci_low", "ci_high", "verdict"]].round(4)
+TIMES["claims"] = time.perf_counter() - t
+table[["family", "statistic", "n", "estimate", "ci_low", "ci_high", "p_holm", "verdict", "stability"]].round(4)
 
 # %% [markdown]
-# **Reading the verdicts.** On digits with a tiny ResNet and few seeds per α, the spread between
-# seeds is of the same order as the effects the paper reports on CIFAR-10 / Tiny ImageNet, so
-# "inconclusive" is a common and honest outcome here; rerun with `-p n_seeds 3` or on the `full`
-# profile for tighter intervals. Not reproduced at this scale: Tiny ImageNet / ResNet-18/50, the real
-# CIFAR-10-C (only on `full`), the frost corruption, and the bidirectional causal
-# experiments (AugMix, adversarial training) mentioned on the first author's website.
+# **Reading the verdicts.** Five seeds per α is the minimum the evidence rules allow; digits are easy
+# and many corruptions barely change an upsampled digit, so effects are small next to the spread
+# between seeds and "inconclusive" is an honest outcome. Claim 4's controls matter: a perturbation
+# that is "matched in L2" is not matched in effect (PGD fools nearly every image at that size), and
+# random noise of the same norm is itself high-dimensional. Not reproduced at this scale: Tiny
+# ImageNet / ResNet-18/50, the real CIFAR-10-C (only on `full`), the real frost photographs (a
+# procedural texture here), AugMix (Gaussian-noise augmentation stands in for it).
+
+# %%
+TIMES["total"] = time.perf_counter() - T0
+print("phase times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in TIMES.items()))

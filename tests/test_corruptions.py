@@ -12,11 +12,12 @@ from reprobust.cache import Cache
 #: saturate (severities 1–2 desaturate, 3–5 saturate), pixelate (BOX resampling through 30, 28, 27, 24
 #: and 20 px aliases differently at each size; only the last severity is clearly stronger), spatter
 #: (severities 1–3 add translucent water to ~3–22 % of the pixels, 4–5 switch to opaque mud on ~4–7 %:
-#: the distance drops from severity 3 to 4 on any input).
-NON_MONOTONE = {"glass_blur", "elastic_transform", "saturate", "pixelate", "spatter"}
+#: the distance drops from severity 3 to 4 on any input), frost (severity 4 keeps severity 3's frost weight
+#: 0.4 but lowers the image weight from 0.9 to 0.85, which moves bright pixels back towards the original).
+NON_MONOTONE = {"glass_blur", "elastic_transform", "saturate", "pixelate", "spatter", "frost"}
 #: Corruptions that draw random numbers (the others are deterministic functions of the image).
 RANDOM = {"gaussian_noise", "shot_noise", "impulse_noise", "speckle_noise", "glass_blur", "motion_blur",
-          "fog", "elastic_transform", "snow", "spatter"}
+          "fog", "frost", "elastic_transform", "snow", "spatter"}
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +170,25 @@ def test_corrupted_set_is_cached_and_identical(images, tmp_path):
     np.testing.assert_array_equal(alone.images[0, 0], first.images[1, 1])
     assert [(c, s) for c, s, _ in first.items()] == [("gaussian_noise", 1), ("gaussian_noise", 3),
                                                       ("pixelate", 1), ("pixelate", 3)]
+
+
+def test_frost_blends_one_texture_with_the_cifar_weights(images):
+    # out_s = a_s·x + b_s·frost with the same frost layer at every severity (common random numbers):
+    # recover the layer from two severities and check it agrees (up to 8-bit rounding), lies in [0, 1]
+    # and is a texture (mean 0.1–0.6, clearly varying), not a constant shift
+    x = images[1][:8]
+    layers = []
+    for s in (1, 2):
+        a, b = C.SEVERITY_PARAMS["frost"][s - 1]
+        out = C.corrupt(x, "frost", s, seed=1).astype(np.float64)
+        unclipped = out < 1.0  # clipping at 1 hides the layer there
+        layers.append(np.where(unclipped, (out - a * x) / b, np.nan))
+    both = np.isfinite(layers[0]) & np.isfinite(layers[1])
+    assert both.mean() > 0.5
+    np.testing.assert_allclose(layers[0][both], layers[1][both], atol=1.5 / 255 / 0.2)
+    frost = layers[1][both]
+    assert frost.min() >= -2 / 255 / 0.3 and frost.max() <= 1 + 2 / 255 / 0.3
+    assert 0.1 < frost.mean() < 0.6 and frost.std() > 0.05
 
 
 def test_load_cifar10c_reads_the_release_layout(tmp_path):
