@@ -599,6 +599,35 @@ def forward_cost(model: nn.Module, input_shape, *, batch_size: int = 64, repeats
                 forward_ms_per_image=1000 * fwd / batch_size)
 
 
+def training_throughput(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, adversarial=None,
+                        batch_size: int = 128, n_batches: int = 4) -> float:
+    """Training images per second of one epoch of :func:`reprobust.train.fit` over ``n_batches`` batches.
+
+    A copy of ``model`` is trained (the model itself is left untouched) for one warm-up batch, then
+    timed over ``n_batches · batch_size`` images; with ``adversarial`` (a ``fit`` adversarial config)
+    the attack that builds each training batch is included, as in adversarial training.
+
+    Returns
+    -------
+    float, images per second (depends on the machine and its load: for display, not for committed tables).
+
+    Example
+    -------
+    >>> training_throughput(net, ds.x_train, ds.y_train, n_batches=2) > 0
+    True
+    """
+    from ..train import fit
+
+    check_range("batch_size", batch_size, low=1)
+    check_range("n_batches", n_batches, low=1)
+    n = min(len(x), batch_size * n_batches)
+    net = copy.deepcopy(model)
+    fit(net, x[:batch_size], y[:batch_size], epochs=1, batch_size=batch_size, adversarial=adversarial)  # warm-up
+    t0 = time.perf_counter()
+    fit(net, x[:n], y[:n], epochs=1, batch_size=batch_size, adversarial=adversarial)
+    return n / (time.perf_counter() - t0)
+
+
 # --------------------------------------------------------------------------------------------------
 # One model's robustness profile (what the notebook caches per trained model)
 # --------------------------------------------------------------------------------------------------
