@@ -264,3 +264,16 @@ def test_consistency_attacks_the_prediction_not_the_label():
 def test_bad_input_gives_one_line_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_training_throughput_trains_a_copy_and_leaves_the_model_untouched():
+    net = _cnn("122211", batchnorm=True)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y = torch.rand(40, 1, 8, 8), torch.randint(0, 10, (40,))
+    rate = fm.training_throughput(net, x, y, adversarial={"attack": "pgd", "eps": 0.1, "steps": 1}, batch_size=16,
+                                  n_batches=2)
+    assert rate > 0
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    with pytest.raises(ValueError, match="n_batches=0"):
+        fm.training_throughput(net, x, y, n_batches=0)
