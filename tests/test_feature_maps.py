@@ -131,15 +131,77 @@ def test_fit_loglog_slope_and_bound_shape():
     assert mx[-1] == pytest.approx(math.sqrt(math.log(2 * 256 / 0.05) / math.log(2 * 16 / 0.05)))
 
 
-def test_consistency_accuracy_and_relative_feature_perturbation():
+def test_consistency_accuracy_and_pooled_feature_perturbation_is_a_ratio_of_means():
     assert fm.consistency_accuracy([1, 2, 3, 4], [1, 0, 3, 0]) == 0.5
     net = _cnn("112211").eval()
     x = torch.rand(6, 1, 8, 8)
-    assert torch.all(fm.relative_feature_perturbation(net, x, x) == 0)
-    rel = fm.relative_feature_perturbation(net, x, (x + 0.2).clamp(0, 1))
-    f0 = fm.pooled_features(net, x)
-    f1 = fm.pooled_features(net, (x + 0.2).clamp(0, 1))
-    torch.testing.assert_close(rel, (f1 - f0).norm(dim=1) / f0.norm(dim=1))
+    assert fm.pooled_feature_perturbation(net, x, x)["ratio"] == 0.0
+    x_adv = (x + 0.2).clamp(0, 1)
+    got = fm.pooled_feature_perturbation(net, x, x_adv)
+    # independent reference: the pooled vector recomputed by hand from the conv stack, in NumPy
+    def pooled(z):
+        with torch.no_grad():
+            h = net.stem(z)
+            for i in range(1, net.n_blocks + 1):
+                h = getattr(net, f"block{i}")(h)
+            return h.mean(dim=(2, 3)).double().numpy()
+
+    f0, f1 = pooled(x), pooled(x_adv)
+    change, clean = np.linalg.norm(f1 - f0, axis=1), np.linalg.norm(f0, axis=1)
+    assert got["ratio"] == pytest.approx(change.sum() / clean.sum(), rel=1e-5)
+    assert got["median"] == pytest.approx(np.median(change / clean), rel=1e-5)
+    assert got["n_zero"] == 0 and got["n"] == 6
+
+
+def test_pooled_feature_perturbation_counts_all_zero_clean_vectors_instead_of_exploding():
+    # A pooled "network" whose features are relu(mean pixel − 0.5): a dark image pools to exactly zero.
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    with torch.no_grad():
+        net[0].weight.fill_(1.0)
+        net[0].bias.fill_(-0.5)
+    x = torch.cat([torch.zeros(1, 1, 4, 4), torch.full((2, 1, 4, 4), 0.75)])
+    got = fm.pooled_feature_perturbation(net, x, x + 0.1)
+    # clean norms: 0, √2·0.25, √2·0.25; changes: 0 (0.1 stays below the 0.5 threshold), √2·0.1 twice
+    assert got["n_zero"] == 1
+    assert got["ratio"] == pytest.approx(0.4) and got["median"] == pytest.approx(0.4)
+
+
+def test_effective_receptive_field_of_edge_units_matches_the_clipped_window():
+    # Linear stack of two stride-1 3×3 convs with positive weights: theoretical RF 5, so a centre unit
+    # of a 16×16 map sees 5×5 = 25 pixels and the corner unit only the 3×3 inside the image.
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 2, 3, padding=1), nn.AdaptiveAvgPool2d(1))
+    with torch.no_grad():
+        for m in net:
+            if isinstance(m, nn.Conv2d):
+                m.weight.abs_().add_(0.1)
+    erf = fm.effective_receptive_field(net, (1, 16, 16))
+    assert fm.receptive_field(net, (1, 16, 16))["rf"] == 5
+    assert (erf["centre_pixels"], erf["corner_pixels"], erf["pixels"]) == (25, 9, 256)
+    # the registry CNN of the issue: a corner unit of 122211 ×4 does not see the whole 8×8 digit
+    big = _cnn("122211", upsample=4)
+    assert fm.receptive_field(big, (1, 8, 8))["covers"] and fm.effective_receptive_field(big, (1, 8, 8))["corner_pixels"] < 64
+
+
+def test_upsample_independent_draws_delta_at_the_upsampled_resolution():
+    # Recompute one row by hand: the clean 8×8 image is upsampled ×2 first, then a ±ε sign perturbation
+    # is drawn independently for each of the 16×16 pixels (not replicated as under growth='upsample').
+    eps, trials, seed = 8 / 255, 30, 2
+    df = fm.synthetic_sensitivity(growths=["upsample_independent"], perturbations=["sign"], poolings=["avg"],
+                                  map_sides=(8, 16), trials=trials, epsilon=eps, seed=seed)
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + 16)
+    x = torch.nn.functional.interpolate(torch.rand(trials, 1, 8, 8, generator=gen), scale_factor=2, mode="nearest")
+    delta = eps * (2 * torch.randint(0, 2, x.shape, generator=gen) - 1).float()
+    w = fm.random_conv_weight(16, 1, 3, seed=seed)
+
+    def unit(z):
+        return torch.relu(torch.nn.functional.conv2d(z, w, padding=1)).mean(dim=(2, 3))
+
+    want = (unit(x + delta) - unit(x)).norm(dim=1).mean().item()
+    row = df[df.map_side == 16].iloc[0]
+    assert (row.input_side, row.upsample) == (8, 2)
+    assert row.mean_change == pytest.approx(want, rel=1e-5)
+    # a replicated perturbation has identical entries in every 2×2 block; this one does not
+    assert not torch.equal(delta[..., ::2, ::2], delta[..., 1::2, 1::2])
 
 
 def test_forward_cost_scales_with_map_size_and_leaves_the_model_untouched():
@@ -169,6 +231,25 @@ def test_robustness_metrics_are_consistent():
         assert 0.0 <= m[k] <= 1.0
     assert m["pgd"] <= m["natural"] and m["sweep"][0] == m["natural"]
     assert m["feature_perturbation"] >= 0 and math.isnan(m["autoattack"]) != fm.autoattack_available()
+    assert m["feature_zero_images"] >= 0 and m["feature_perturbation_random"] >= 0
+
+
+def test_consistency_attacks_the_prediction_not_the_label():
+    # With labels that disagree with every prediction, robust accuracy is 0 whatever the attack, but
+    # consistency (attack against f(x)) must equal the accuracy of an attack built against f(x) —
+    # recomputed here with the project's PGD called on the predictions directly.
+    from reprobust.attacks import pgd
+
+    torch.manual_seed(0)
+    net = _cnn("112211").eval()
+    x = torch.rand(16, 1, 8, 8)
+    pred = net(x).argmax(1)
+    wrong = (pred + 1) % 10
+    m = fm.robustness_metrics(net, x, wrong, eps=0.02, eps_l2=0.5, pgd_steps=5, deepfool_steps=5, seed=7)
+    ref = pgd(net, x, pred, eps=0.02, steps=5, seed=7 + 3)
+    assert m["natural"] == 0.0 and m["pgd"] == 0.0
+    assert m["consistency"] == pytest.approx(1 - ref.success.float().mean().item())
+    assert m["consistency"] > 0
 
 
 @pytest.mark.parametrize("call,match", [
@@ -183,3 +264,16 @@ def test_robustness_metrics_are_consistent():
 def test_bad_input_gives_one_line_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_training_throughput_trains_a_copy_and_leaves_the_model_untouched():
+    net = _cnn("122211", batchnorm=True)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    x, y = torch.rand(40, 1, 8, 8), torch.randint(0, 10, (40,))
+    rate = fm.training_throughput(net, x, y, adversarial={"attack": "pgd", "eps": 0.1, "steps": 1}, batch_size=16,
+                                  n_batches=2)
+    assert rate > 0
+    for k, v in net.state_dict().items():
+        assert torch.equal(v, state[k]), k
+    with pytest.raises(ValueError, match="n_batches=0"):
+        fm.training_throughput(net, x, y, n_batches=0)

@@ -34,7 +34,7 @@ from torch import nn
 
 from ..validation import check_choice, check_range
 
-GROWTHS = ("stride", "input_size", "upsample")
+GROWTHS = ("stride", "input_size", "upsample", "upsample_independent")
 PERTURBATIONS = ("sign", "gaussian", "worst_case")
 POOLINGS = ("avg", "max")
 
@@ -95,7 +95,7 @@ def _growth_setting(growth: str, side: int, sides) -> dict:
     if growth == "input_size":
         return dict(input_side=side, stride=1, upsample=1)
     if side % smallest:
-        raise ValueError(f"map side {side} is not a multiple of the smallest side {smallest} (needed for growth='upsample')")
+        raise ValueError(f"map side {side} is not a multiple of the smallest side {smallest} (needed for growth={growth!r})")
     return dict(input_side=smallest, stride=1, upsample=side // smallest)
 
 
@@ -112,7 +112,9 @@ def synthetic_sensitivity(*, growths=GROWTHS, perturbations=PERTURBATIONS, pooli
     - ``'stride'``: input of the largest side, conv stride ``largest / s``;
     - ``'input_size'``: an ``s × s`` input with independent perturbation entries, stride 1;
     - ``'upsample'``: an input of the smallest side, ``δ`` drawn at that resolution, then ``x + δ``
-      nearest-upsampled by ``s / smallest`` (the authors' code), so ``δ``'s entries are replicated.
+      nearest-upsampled by ``s / smallest`` (the authors' code), so ``δ``'s entries are replicated;
+    - ``'upsample_independent'``: the same upsampled image, but ``δ`` drawn independently at the
+      upsampled resolution (the contrasting case: the bound's independence assumption holds again).
 
     Perturbations: ``'sign'`` (``ε·sign`` with random signs), ``'gaussian'`` (i.i.d. ``N(0, ε²)``),
     ``'worst_case'`` (``ε·sign ∇ₓ ⟨r, pool(x)⟩`` for a fixed random readout ``r``, the first-order
@@ -163,11 +165,14 @@ def synthetic_sensitivity(*, growths=GROWTHS, perturbations=PERTURBATIONS, pooli
             gen = torch.Generator().manual_seed(seed * 1_000_003 + gi * 10_007 + side)
             n = st["input_side"]
             x = torch.rand(trials, 1, n, n, generator=gen)
+            if growth == "upsample_independent":
+                # upsample the clean image first; δ is then drawn (below) at the upsampled resolution
+                x = F.interpolate(x, scale_factor=st["upsample"], mode="nearest")
             random_deltas = {
                 "sign": epsilon * (2 * torch.randint(0, 2, x.shape, generator=gen) - 1).to(x.dtype),
                 "gaussian": epsilon * torch.randn(x.shape, generator=gen),
             }
-            unit = dict(stride=st["stride"], upsample=st["upsample"])
+            unit = dict(stride=st["stride"], upsample=1 if growth == "upsample_independent" else st["upsample"])
             for pooling in poolings:
                 clean = conv_relu_pool(x, weight, pooling=pooling, **unit)
                 for pert in perturbations:
@@ -364,6 +369,60 @@ def receptive_field(model: nn.Module, input_shape) -> dict:
     return dict(rf=float(rf), jump=float(jump), covers=bool(rf >= max(input_shape[-2:])), layers=used)
 
 
+def effective_receptive_field(model: nn.Module, input_shape, *, n_inputs: int = 8, seed: int = 0) -> dict:
+    """Input pixels that actually influence a corner and a centre unit of the pre-pool map (gradient support).
+
+    The theoretical receptive field (:func:`receptive_field`) is the window of a unit far from the
+    border; a unit at the map's edge sees only the part of that window inside the image (zero
+    padding covers the rest). Here the gradient of the channel sum of one pre-pool position with
+    respect to the original input (before any in-model upsampling) is taken for ``n_inputs`` random
+    images in eval mode, and a pixel counts when any of them gives it a non-zero gradient (several
+    inputs, because a ReLU that is off for one image hides its pixels for that image only).
+
+    Parameters
+    ----------
+    model : nn.Module with a global pooling layer
+    input_shape : tuple (C, H, W)
+    n_inputs : int ≥ 1, random inputs ``U[0, 1]`` whose gradient supports are united
+    seed : int
+
+    Returns
+    -------
+    dict with ``corner_pixels`` and ``centre_pixels`` (int, pixels of the ``H × W`` input that
+    influence the top-left and the centre pre-pool unit), ``corner_fraction`` and ``centre_fraction``
+    (share of ``H·W``) and ``pixels`` (``H·W``).
+
+    Example
+    -------
+    >>> net = build_model("cnn", input_shape=(1, 8, 8), num_classes=10, strides="122211", channels=[4] * 6)
+    >>> effective_receptive_field(net, (1, 8, 8))["corner_pixels"] <= 64
+    True
+    """
+    check_range("n_inputs", n_inputs, low=1)
+    pool = find_global_pool(model)
+    seen = []
+    h = pool.register_forward_pre_hook(lambda m, inp: seen.append(inp[0]))
+    gen = torch.Generator().manual_seed(seed)
+    p = next(model.parameters())
+    x = torch.rand(n_inputs, *input_shape, generator=gen).to(p.device).requires_grad_(True)
+    was = model.training
+    try:
+        model.eval()
+        model(x)
+    finally:
+        h.remove()
+        model.train(was)
+    fmap = seen[-1]
+    H, W = fmap.shape[-2:]
+    out = {"pixels": int(input_shape[-2] * input_shape[-1])}
+    for name, (i, j) in (("corner", (0, 0)), ("centre", (H // 2, W // 2))):
+        (g,) = torch.autograd.grad(fmap[:, :, i, j].sum(), x, retain_graph=True)
+        support = (g.abs() > 0).any(dim=0).any(dim=0)  # over inputs and channels → (H_in, W_in)
+        out[f"{name}_pixels"] = int(support.sum())
+        out[f"{name}_fraction"] = out[f"{name}_pixels"] / out["pixels"]
+    return out
+
+
 @torch.no_grad()
 def pooled_features(model: nn.Module, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Output of the global pooling layer (the features the classifier reads), eval mode, batched.
@@ -386,24 +445,42 @@ def pooled_features(model: nn.Module, x: torch.Tensor, batch_size: int = 512) ->
     return torch.cat(out)
 
 
-def relative_feature_perturbation(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor,
-                                  batch_size: int = 512) -> torch.Tensor:
-    """``‖pool(φ(x_adv)) − pool(φ(x))‖₂ / ‖pool(φ(x))‖₂`` per image, at the global pooling output.
+def pooled_feature_perturbation(model: nn.Module, x: torch.Tensor, x_adv: torch.Tensor,
+                                batch_size: int = 512) -> dict:
+    """Relative perturbation of the pooled features, ``Σ‖pool(x_adv) − pool(x)‖₂ / Σ‖pool(x)‖₂``.
+
+    A ratio of means over the images, not a mean of per-image ratios: an image whose clean pooled
+    vector is (nearly) all zero — every ReLU of the last map off — would otherwise contribute a ratio
+    of order 1/0 and dominate the mean. Such images are counted (``n_zero``) and excluded from the
+    per-image median.
 
     Parameters
     ----------
     model : nn.Module with a global pooling layer
     x, x_adv : Tensor (N, C, H, W)
+    batch_size : int
 
     Returns
     -------
-    Tensor (N,)
+    dict with ``ratio`` (float, the ratio of means), ``median`` (float, median per-image ratio over
+    images with a non-zero clean vector; NaN if none), ``n_zero`` (int, images whose clean pooled
+    vector has norm ≤ 1e-8) and ``n`` (int).
+
+    Example
+    -------
+    >>> pooled_feature_perturbation(net, x, x)["ratio"]
+    0.0
     """
     if x.shape != x_adv.shape:
         raise ValueError(f"x and x_adv shapes differ: {tuple(x.shape)} vs {tuple(x_adv.shape)}")
-    f0 = pooled_features(model, x, batch_size)
-    f1 = pooled_features(model, x_adv, batch_size)
-    return (f1 - f0).norm(dim=1) / f0.norm(dim=1).clamp_min(1e-12)
+    f0 = pooled_features(model, x, batch_size).double()
+    f1 = pooled_features(model, x_adv, batch_size).double()
+    change, clean = (f1 - f0).norm(dim=1), f0.norm(dim=1)
+    nonzero = clean > 1e-8
+    total = float(clean.sum())
+    return dict(ratio=float(change.sum()) / total if total > 0 else float("nan"),
+                median=float(torch.quantile(change[nonzero] / clean[nonzero], 0.5)) if nonzero.any() else float("nan"),
+                n_zero=int((~nonzero).sum()), n=int(len(x)))
 
 
 def consistency_accuracy(pred_clean, pred_adv) -> float:
@@ -522,6 +599,35 @@ def forward_cost(model: nn.Module, input_shape, *, batch_size: int = 64, repeats
                 forward_ms_per_image=1000 * fwd / batch_size)
 
 
+def training_throughput(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, adversarial=None,
+                        batch_size: int = 128, n_batches: int = 4) -> float:
+    """Training images per second of one epoch of :func:`reprobust.train.fit` over ``n_batches`` batches.
+
+    A copy of ``model`` is trained (the model itself is left untouched) for one warm-up batch, then
+    timed over ``n_batches · batch_size`` images; with ``adversarial`` (a ``fit`` adversarial config)
+    the attack that builds each training batch is included, as in adversarial training.
+
+    Returns
+    -------
+    float, images per second (depends on the machine and its load: for display, not for committed tables).
+
+    Example
+    -------
+    >>> training_throughput(net, ds.x_train, ds.y_train, n_batches=2) > 0
+    True
+    """
+    from ..train import fit
+
+    check_range("batch_size", batch_size, low=1)
+    check_range("n_batches", n_batches, low=1)
+    n = min(len(x), batch_size * n_batches)
+    net = copy.deepcopy(model)
+    fit(net, x[:batch_size], y[:batch_size], epochs=1, batch_size=batch_size, adversarial=adversarial)  # warm-up
+    t0 = time.perf_counter()
+    fit(net, x[:n], y[:n], epochs=1, batch_size=batch_size, adversarial=adversarial)
+    return n / (time.perf_counter() - t0)
+
+
 # --------------------------------------------------------------------------------------------------
 # One model's robustness profile (what the notebook caches per trained model)
 # --------------------------------------------------------------------------------------------------
@@ -547,14 +653,18 @@ def _autoattack_accuracy(model, x, y, eps, seed):
 
 
 def robustness_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, eps_l2: float,
-                       sweep_eps=(), pgd_steps: int = 20, sweep_steps: int = 10, deepfool_steps: int = 50,
-                       deepfool_candidates: int | None = 4, use_autoattack: bool = True, seed: int = 0) -> dict:
+                       sweep_eps=(), pgd_steps: int = 20, pgd_restarts: int = 1, sweep_steps: int = 10,
+                       deepfool_steps: int = 50, deepfool_candidates: int | None = 4, use_autoattack: bool = True,
+                       seed: int = 0) -> dict:
     """Natural, consistency and robust accuracies of one model, and its pooled-feature perturbation.
 
-    Robust accuracy is ``P[f(x) = y ∧ f(x_adv) = y]`` (an image misclassified from the start counts as
-    broken); consistency accuracy is ``P[f(x_adv) = f(x)]`` under the PGD-20 examples (Xu et al.'s
-    anti-perturbation ability), and the relative pooled-feature perturbation is measured on the same
-    examples.
+    Robust accuracy is ``P[f(x) = y ∧ f(x_adv) = y]`` with ``x_adv`` the PGD examples built against the
+    **true label** (an image misclassified from the start counts as broken). Consistency accuracy is
+    ``P[f(x + δ) = f(x)]`` with ``δ`` built by the same PGD against the model's own **prediction**
+    ``f(x)`` (Xu et al.'s anti-perturbation ability; attacking ``y`` instead would leave misclassified
+    images free to stay wrong and overstate it). The relative pooled-feature perturbation
+    (:func:`pooled_feature_perturbation`, a ratio of means) is measured on the consistency examples and,
+    as a control, on random ``±eps`` sign noise of the same L∞ size.
 
     Parameters
     ----------
@@ -562,8 +672,9 @@ def robustness_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, ep
     x : Tensor (N, C, H, W); y : LongTensor (N,)
     eps : float > 0, L∞ budget of FGSM, PGD (and AutoAttack)
     eps_l2 : float > 0, L2 budget of DeepFool and L2 PGD
-    sweep_eps : sequence of float, extra L∞ budgets for the gradient-masking sweep (PGD, ``sweep_steps``)
+    sweep_eps : sequence of float, L∞ budgets of the robustness curve (PGD, ``sweep_steps`` steps)
     pgd_steps : int, default 20 (PGD-20; step ``2.5·eps/steps``, random start)
+    pgd_restarts : int, default 1, random restarts of the L∞ PGD (robust and consistency)
     deepfool_steps, deepfool_candidates : DeepFool settings (:func:`reprobust.attacks.deepfool.deepfool`)
     use_autoattack : bool, run AutoAttack when the package is importable
     seed : int, seeds the random starts
@@ -571,8 +682,9 @@ def robustness_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, ep
     Returns
     -------
     dict of floats: ``natural, consistency, fgsm, pgd, deepfool, deepfool_median_l2, pgd_l2,
-    feature_perturbation, autoattack`` (NaN when not run) and ``sweep`` (list of robust accuracies,
-    one per ``sweep_eps``).
+    feature_perturbation`` (ratio of means), ``feature_perturbation_median``, ``feature_zero_images``,
+    ``feature_perturbation_random``, ``autoattack`` (NaN when not run) and ``sweep`` (list of robust
+    accuracies, one per ``sweep_eps``).
 
     Example
     -------
@@ -585,6 +697,7 @@ def robustness_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, ep
 
     check_range("eps", eps, low=0, low_inclusive=False)
     check_range("eps_l2", eps_l2, low=0, low_inclusive=False)
+    check_range("pgd_restarts", pgd_restarts, low=1)
     for e in sweep_eps:
         check_range("sweep eps", e, low=0)
     was = model.training
@@ -594,9 +707,11 @@ def robustness_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, ep
             pred = model(x).argmax(1)
         natural = float((pred == y).float().mean())
         fg = fgsm(model, x, y, eps=eps)
-        pg = pgd(model, x, y, eps=eps, steps=pgd_steps, seed=seed)
+        pg = pgd(model, x, y, eps=eps, steps=pgd_steps, restarts=pgd_restarts, seed=seed)
+        # consistency: the attack moves the image away from the model's own prediction
+        pc = pgd(model, x, pred, eps=eps, steps=pgd_steps, restarts=pgd_restarts, seed=seed + 3)
         with torch.no_grad():
-            pred_adv = model(pg.x_adv).argmax(1)
+            pred_adv = model(pc.x_adv).argmax(1)
         df = deepfool(model, x, y, steps=deepfool_steps, candidates=deepfool_candidates)
         correct = pred == y
         df_norms = df.norms[correct & df.success]
@@ -610,6 +725,10 @@ def robustness_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, ep
         pl2 = pgd(model, x, y, eps=eps_l2, norm="l2", steps=pgd_steps, seed=seed + 1)
         sweep = [float(1 - pgd(model, x, y, eps=e, steps=sweep_steps, seed=seed + 2 + i).success.float().mean())
                  if e > 0 else natural for i, e in enumerate(sweep_eps)]
+        feat = pooled_feature_perturbation(model, x, pc.x_adv)
+        gen = torch.Generator().manual_seed(seed + 4)
+        noise = eps * (2 * torch.randint(0, 2, x.shape, generator=gen) - 1).to(x.dtype).to(x.device)
+        feat_random = pooled_feature_perturbation(model, x, (x + noise).clamp(0, 1))
         aa = _autoattack_accuracy(model, x, y, eps, seed) if (use_autoattack and autoattack_available()) else float("nan")
         return dict(
             natural=natural,
@@ -619,7 +738,10 @@ def robustness_metrics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, ep
             deepfool=df_acc,
             deepfool_median_l2=float(df_norms.median()) if len(df_norms) else float("nan"),
             pgd_l2=float(1 - pl2.success.float().mean()),
-            feature_perturbation=float(relative_feature_perturbation(model, x, pg.x_adv).mean()),
+            feature_perturbation=feat["ratio"],
+            feature_perturbation_median=feat["median"],
+            feature_zero_images=feat["n_zero"],
+            feature_perturbation_random=feat_random["ratio"],
             autoattack=aa,
             sweep=sweep,
         )
