@@ -181,6 +181,11 @@ def _de(problem, model, y, tracker, idx, *, popsize, max_iter, mutation, crossov
     dev = problem.x.device
     n_act = len(idx)
     pop = problem.low + (problem.high - problem.low) * torch.rand(n_act, popsize, problem.dim, generator=gen)
+    if problem.attack == "threshold":
+        # Start from vertices of the L∞ ball (every value moved by ±th), as Square Attack initialises
+        # (Andriushchenko et al. 2020): the loss of a near-linear model is smallest at a vertex, and a
+        # uniform start in the cube wastes the budget climbing towards one.
+        pop = pop.sign()
     pop = pop.to(dev)
     pop[:, 0] = problem.initial(idx)  # keep the unperturbed start in the population
     images = problem.decode(pop, idx)
@@ -267,11 +272,12 @@ def _attack(attack, model, x, y, thresholds, *, optimizer, popsize, max_iter, se
     tracker = _Tracker(x, dev)
     gen = torch.Generator().manual_seed(int(seed))
     with _eval_mode(model):
-        # Generation 0: the clean images. Already-misclassified images succeed with no change; an image
-        # with threshold 0 has nothing to search.
+        # Generation 0: the clean images. Already-misclassified images succeed with no change. Images at
+        # threshold 0 are searched like any other (every candidate decodes to the clean image), so a
+        # decoder that leaks perturbation at a zero budget shows up as a success there.
         fit, succ = _score(model, x[:, None], y, max_batch=max_batch, batch_images=batch_images)
         tracker.update(torch.arange(len(x), device=dev), x[:, None], fit, succ)
-        todo = torch.nonzero(~tracker.success & (t > 0)).flatten()
+        todo = torch.nonzero(~tracker.success).flatten()
         if len(todo):
             if optimizer == "de":
                 _de(problem, model, y, tracker, todo, popsize=popsize, max_iter=max_iter, mutation=mutation,
