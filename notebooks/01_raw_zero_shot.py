@@ -95,7 +95,7 @@ ctx = setup_notebook("01_raw_zero_shot", profile=profile, seed=seed, device=devi
 S = ctx.settings({
     "smoke": dict(dataset="digits", architectures=["linear", "mlp", "capsnet"],
                   defences=["none", "label_smoothing", "feature_squeezing"], seeds=[0, 1], epochs=3, patience=2,
-                  n_train=300, n_attack=16, pixel_levels=[1, 2], threshold_levels=[1, 2], popsize=10, max_iter=4,
+                  n_train=300, n_attack=40, pixel_levels=[1, 2], threshold_levels=[1, 2], popsize=10, max_iter=4,
                   reference_pixels=1, reference_threshold=1, at_steps=7, batch_size=64, accuracy_floor=0.5,
                   max_defence_cost=0.05, capsnet=dict(primary_types=4, class_dim=8)),
     # quick: max 60 epochs with patience 5 (every model stops well before); attack budget 100 × 100: the
@@ -530,7 +530,7 @@ def attack_setting(arch, defence, s):
                                seed=1000 * s + 2, **attack_options)
         return {"pixel": torch.as_tensor(px.thresholds), "threshold": torch.as_tensor(th.thresholds / grey)}
 
-    cfg = setting_cfg(arch, defence, s) | {"pool": pool, "pixel_levels": S["pixel_levels"], "grey": grey,
+    cfg = setting_cfg(arch, defence, s) | {"pool": pool.tolist(), "pixel_levels": S["pixel_levels"], "grey": grey,
                                            "threshold_levels": S["threshold_levels"], "attack": attack_options}
     return ctx.cache.get_or_compute("raw_zero_shot_attacks", cfg, compute)
 

@@ -113,6 +113,8 @@ def minimal_perturbation(W, b, x, y, norm: str) -> np.ndarray:
     check_choice("norm", norm, NORMS)
     if x.ndim != 4 or len(x) != len(y):
         raise ValueError(f"x must be (N, C, H, W) with N == len(y); got x {tuple(x.shape)}, y {tuple(y.shape)}")
+    if len(x) == 0:
+        return np.zeros(0)
     m, g, room, y = _margins_and_gains(W, b, x, y)
     n, k, _ = g.shape
     wrong = torch.ones(n, k, dtype=torch.bool)
