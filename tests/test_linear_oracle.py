@@ -109,10 +109,11 @@ def trained_linear():
     return model, ds, ds.x_test[idx], ds.y_test[idx]
 
 
-# Reference thresholds of notebook 01 and its quick attack budget: the budget is set so the black-box
-# search comes within 0.05 of the exact success rate there.
+# Reference thresholds of notebook 01 and its quick attack budgets (notebook setting ``attack_budget``):
+# set so the black-box search comes within 0.05 of the exact success rate there. DE alone at 100 × 100
+# reached 0.16 where the exact L∞ success is 0.25; one greedy vertex pass after 20 × 10 reaches 0.22.
 GREY = 1 / 16
-BUDGET = dict(popsize=100, max_iter=100)
+BUDGETS = {"pixel": dict(popsize=100, max_iter=100), "threshold": dict(popsize=20, max_iter=10, polish_passes=1)}
 
 
 @pytest.mark.parametrize("attack,norm,level", [("threshold", "linf", 1 * GREY), ("pixel", "l0", 2)])
@@ -120,7 +121,7 @@ def test_blackbox_attacks_come_within_005_of_the_oracle(trained_linear, attack, 
     model, ds, x, y = trained_linear
     W, b = affine_map(model, ds.input_shape)
     exact = minimal_perturbation(W, b, x, y, norm)
-    found = minimal_threshold(attack, model, x, y, [level], seed=0, **BUDGET).thresholds
+    found = minimal_threshold(attack, model, x, y, [level], seed=0, **BUDGETS[attack]).thresholds
     # an attack can never succeed below the exact minimal perturbation (float32 slack)
     assert np.all(found >= exact - (1e-4 if norm == "linf" else 0))
     s_exact, s_found = success_rate(exact, [level])[0], success_rate(found, [level])[0]
