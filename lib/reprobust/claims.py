@@ -295,4 +295,5 @@ def check_claims_table(df: pd.DataFrame) -> None:
     for fam, g in df.groupby("family", sort=False):
         adj = stats.holm(g["p_value"].to_numpy(dtype=float))
         got = g["p_holm"].to_numpy(dtype=float)
-        assert np.allclose(adj, got, equal_nan=True, rtol=1e-9, atol=1e-12), f"family {fam!r}: Holm p {got} != {adj}"
+        # claims.csv stores 6 significant digits (plotting.save_table): each side may be off by 5e-6 relative
+        assert np.allclose(adj, got, equal_nan=True, rtol=1e-5, atol=1e-12), f"family {fam!r}: Holm p {got} != {adj}"
