@@ -38,13 +38,30 @@ def test_threshold_attack_succeeds_when_budget_suffices_and_respects_it(optimize
     assert torch.allclose(res.norms, (res.x_adv - x).flatten(1).abs().amax(1))
 
 
+class CountingModel(OnePixelModel):
+    """OnePixelModel that counts the images it scores, to prove a search really ran."""
+
+    def __init__(self):
+        super().__init__()
+        self.scored = 0
+
+    def forward(self, x):
+        self.scored += len(x)
+        return super().forward(x)
+
+
 @pytest.mark.parametrize("attack", [threshold_attack, pixel_attack])
 def test_attacks_fail_at_threshold_zero(attack):
-    x = _images([0.4, 0.1])
+    # 0.49 is 0.01 from the boundary: any leaked perturbation (a decoder ignoring the zero budget, a
+    # pixel gene written although the image may change no pixel) would succeed here.
+    x = _images([0.49, 0.1])
     y = torch.zeros(2, dtype=torch.long)
-    res = attack(OnePixelModel(), x, y, 0, **FAST)
+    model = CountingModel()
+    res = attack(model, x, y, 0, **FAST)
     assert not res.success.any()
     assert torch.equal(res.x_adv, x) and (res.norms == 0).all()
+    # the search ran: the clean pass plus every generation of both images
+    assert model.scored == 2 + 2 * FAST["popsize"] * FAST["max_iter"]
 
 
 def test_threshold_attack_cannot_cross_an_unreachable_boundary():
