@@ -435,6 +435,8 @@ def convex_projection_distances(layer_train, layer_queries, train_inputs, train_
         Neighbours defining each class's local input-space manifold; must be below the input
         dimension unless ``on_degenerate="allow"``.
     chunk_size : int
+        Queries per block, in the neighbour search and in the solvers (bounds the peak memory to
+        about ``chunk_size · max(k_layer, k_input) · max(width, input dim)`` float64 values).
     on_degenerate : {"raise", "allow"}
         Guard for ``k_input >= input dimension``.
     device : torch.device or None
@@ -469,8 +471,16 @@ def convex_projection_distances(layer_train, layer_queries, train_inputs, train_
         train_x = _flatten(_as_tensor(train_x, torch.float32, inputs.device))
         query_x = _flatten(_as_tensor(layer_queries[layer], torch.float32, inputs.device))
         idx, _ = knn_indices(train_x, query_x, k_layer, chunk_size=chunk_size, device=inputs.device)
-        weights, residual = simplex_least_squares(train_x[idx], query_x)
-        preimage = (weights[:, :, None] * inputs[idx].double()).sum(1).float()
+        # The solvers hold (queries, k, dim) blocks: run them on query chunks of at most chunk_size so
+        # the peak memory is bounded by chunk_size · k · max(layer width, input dim) doubles.
+        parts = {"weights": [], "layer_residual": [], "preimage": []}
+        for s in range(0, len(query_x), chunk_size):
+            sl = slice(s, s + chunk_size)
+            w_c, r_c = simplex_least_squares(train_x[idx[sl]], query_x[sl])
+            parts["weights"].append(w_c)
+            parts["layer_residual"].append(r_c)
+            parts["preimage"].append((w_c[:, :, None] * inputs[idx[sl]].double()).sum(1).float())
+        weights, residual, preimage = (torch.cat(parts[key]) for key in ("weights", "layer_residual", "preimage"))
         entry = {"layer_residual": residual.cpu().numpy(), "weights": weights.cpu().numpy(),
                  "preimage": preimage.reshape(-1, *input_shape).cpu().numpy(),
                  "degenerate": np.array(k_layer >= train_x.shape[1])}
@@ -478,7 +488,8 @@ def convex_projection_distances(layer_train, layer_queries, train_inputs, train_
             allowed = (lambda c: lambda s, e: labels[None, :] == c[s:e, None])(cls)
             idx_c, _ = knn_indices(inputs, preimage, k_input, allowed=allowed, chunk_size=chunk_size,
                                    device=inputs.device)
-            _, dist = simplex_least_squares(inputs[idx_c], preimage)
+            dist = torch.cat([simplex_least_squares(inputs[idx_c[s:s + chunk_size]], preimage[s:s + chunk_size])[1]
+                              for s in range(0, len(preimage), chunk_size)])
             entry[key] = dist.cpu().numpy()
         result[layer] = entry
     return result
