@@ -200,3 +200,22 @@ def test_snnl_group_entanglement_and_shuffled_control():
     assert sep["ratio_terms"].mean() == pytest.approx(sep["ratio"], rel=1e-9)
     with pytest.raises(ValueError, match="n_per_group"):
         snnl_group_entanglement(test, apart, n_per_group=60)
+
+
+def test_convex_projection_chunks_give_the_unchunked_result():
+    """Chunking the queries (the memory bound) changes nothing: each query's projection is its own."""
+    import numpy as np
+
+    from reprobust.metrics.manifold import convex_projection_distances
+
+    rng = np.random.default_rng(3)
+    x = rng.random((120, 12))
+    y = np.repeat(np.arange(3), 40)
+    layer = {"h": np.tanh(x @ rng.normal(size=(12, 6)))}
+    q_in = rng.random((23, 12))
+    q = {"h": np.tanh(q_in @ rng.normal(size=(12, 6)))}
+    a, b = rng.integers(0, 3, 23), (rng.integers(0, 3, 23))
+    whole = convex_projection_distances(layer, q, x, y, a, b, k_layer=8, k_input=6, chunk_size=1024)
+    parts = convex_projection_distances(layer, q, x, y, a, b, k_layer=8, k_input=6, chunk_size=5)
+    for key in ("d_true", "d_pred", "layer_residual", "preimage"):
+        np.testing.assert_allclose(parts["h"][key], whole["h"][key], atol=1e-6)

@@ -435,6 +435,8 @@ def convex_projection_distances(layer_train, layer_queries, train_inputs, train_
         Neighbours defining each class's local input-space manifold; must be below the input
         dimension unless ``on_degenerate="allow"``.
     chunk_size : int
+        Queries per block, in the neighbour search and in the solvers (bounds the peak memory to
+        about ``chunk_size · max(k_layer, k_input) · max(width, input dim)`` float64 values).
     on_degenerate : {"raise", "allow"}
         Guard for ``k_input >= input dimension``.
     device : torch.device or None
