@@ -35,7 +35,7 @@ def test_notebook_01_smoke(run_smoke):
     after = r[r.series == "after"].sort_values("replicate")["value"].to_numpy()
     before = r[r.series == "before"].sort_values("replicate")["value"].to_numpy()
     est = stats.paired(after, before)
-    assert est.value == pytest.approx(row["estimate"], rel=1e-6)
+    assert est.value == pytest.approx(row["estimate"], rel=1e-4)  # the CSVs hold 6 significant digits
     # and the same number straight from the metrics table
     und = metrics[metrics.defence == "none"].set_index(["architecture", "seed"])["dbi_cal"]
     direct = np.mean([und["capsnet", s] - und["linear", s] for s in (0, 1)])
