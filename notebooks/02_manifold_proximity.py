@@ -151,7 +151,7 @@ ctx = setup_notebook("02_manifold_proximity", profile=profile, seed=seed, device
                      data_dir=data_dir, cache_dir=cache_dir, output_dir=output_dir)
 S = ctx.settings({
     "smoke": dict(dataset="digits", models_list="mlp,lenet", n_seeds=2, n_train=400, n_test=150, epochs=15,
-                  n_attack=24, pgd_eps=0.15, pgd_steps=10, cw_steps=15, cw_search=2, l0_max_pixels=20, n_rubbish=20,
+                  n_attack=24, pgd_eps=0.15, pgd_steps=20, cw_steps=20, cw_search=3, l0_max_pixels=20, n_rubbish=20,
                   k=10, k_layer=10, k_input=10, k_sweep=(10, 20), embedding="pca", umap_n_test=60, umap_n_adv=15,
                   snnl_n=15, snnl_grid=15),
     "quick": dict(dataset="digits", models_list="mlp,lenet", n_seeds=5, n_train=None, n_test=None, epochs=40,
@@ -715,6 +715,20 @@ def friedman_networks(Y, null=0.0, n_boot=n_boot):
     return Estimate(w, float(low), float(high), p, len(Y), "Friedman (networks as blocks)")
 
 
+def csv_exact(test):
+    """``test`` with its p-value rounded to 4 significant digits: claims.csv is written with 6, and the
+    Holm-adjusted p (k · p) recomputed from the saved raw p must then equal the saved one exactly."""
+    fn = stats.TESTS[test] if isinstance(test, str) else test
+
+    def wrapped(*data, null=0.0, **kw):
+        est = fn(*data, null=null, **kw)
+        return est._replace(p_value=float(f"{est.p_value:.4g}")) if np.isfinite(est.p_value) else est
+
+    wrapped.__name__ = test if isinstance(test, str) else test.__name__
+    return wrapped
+
+
+PAIRED, MEAN = csv_exact("paired"), csv_exact("mean")
 claims = ClaimsTable()
 ne = norm_effect.set_index(["model", "panel", "seed"]).sort_index()
 for m in MODEL_KEYS:
@@ -724,13 +738,13 @@ for m in MODEL_KEYS:
         Y = ne.loc[(mname, panel), share_cols].to_numpy()
         claims.add(f"{mname}: AE types of different norms behave differently" +
                    (" (confidence-matched)" if panel == "matched" else " (unmatched: follow-up stopping rules)"),
-                   f"Kendall's W across norms of the method-1 true-class share at {lh}", friedman_networks, Y,
+                   f"Kendall's W across norms of the method-1 true-class share at {lh}", csv_exact(friedman_networks), Y,
                    expected="positive", family=f"{mname}: norms differ", replicates=SEEDS,
                    summary="per network: mean over the images every attack fooled, one value per norm",
                    series=("share per norm",),
                    note=", ".join(f"{a} {v:.2f}" for a, v in zip(ATTACKS, Y.mean(0))))
     claims.add(f"{mname}: matching the confidence shrinks the norm effect", f"within-network Friedman W across norms "
-               f"at {lh}, unmatched − matched", "paired", ne.loc[(mname, "unmatched"), "Friedman W"].to_numpy(),
+               f"at {lh}, unmatched − matched", PAIRED, ne.loc[(mname, "unmatched"), "Friedman W"].to_numpy(),
                ne.loc[(mname, "matched"), "Friedman W"].to_numpy(), expected="positive",
                family=f"{mname}: norms differ", replicates=SEEDS,
                summary="per network: Friedman test over the images every attack fooled (images as blocks)")
@@ -741,7 +755,7 @@ for m in MODEL_KEYS:
         for a in ATTACKS:
             vals = ps.loc[f"{a} (matched)", f"{method}_contradicts_decision"].to_numpy()
             claims.add(f"{mname}: some {a} AEs stay near the true-class manifold (method {method[1]})",
-                       f"fraction of matched AEs whose {what} at {lh}, minus the clean floor", "paired", vals, floor,
+                       f"fraction of matched AEs whose {what} at {lh}, minus the clean floor", PAIRED, vals, floor,
                        expected="positive", family=f"{mname}: near the true-class manifold", replicates=SEEDS,
                        summary="per network: fraction over AEs; floor: fraction of clean images siding with the "
                                "runner-up", note=f"AE {vals.mean():.3f} vs floor {floor.mean():.3f}")
@@ -752,24 +766,24 @@ for m in MODEL_KEYS:
     rub = sn["rubbish"].to_numpy()
     fam = f"{mname}: SNNL entanglement"
     claims.add(f"{mname}: AE activations are entangled with test activations", f"SNNL ratio at {lh}: least "
-               "entangled matched AE type − test-half reference", "paired", ae_min, ref, expected="equivalent",
-               margin=0.1, family=fam, replicates=SEEDS, summary="per network: minimum over the four norms",
+               "entangled matched AE type − test-half reference", PAIRED, ae_min, ref, expected="equivalent",
+               margin=0.1, family=f"{mname}: SNNL entanglement check", replicates=SEEDS, summary="per network: minimum over the four norms",
                note=f"reference {np.nanmean(ref):.2f}; " + ", ".join(f"{a} {sn[a].mean():.2f}" for a in ATTACKS))
     claims.add(f"{mname}: rubbish-class activations are not entangled", f"SNNL ratio at {lh}: rubbish − test-half "
-               "reference", "paired", rub, ref, expected="negative", family=fam, replicates=SEEDS,
+               "reference", PAIRED, rub, ref, expected="negative", family=fam, replicates=SEEDS,
                note=f"rubbish {np.nanmean(rub):.2f}, reference {np.nanmean(ref):.2f}")
     claims.add(f"{mname}: SNNL separates AEs from rubbish inputs", f"SNNL ratio at {lh}: least entangled matched AE "
-               "type − rubbish", "paired", ae_min, rub, expected="positive", family=fam, replicates=SEEDS,
+               "type − rubbish", PAIRED, ae_min, rub, expected="positive", family=fam, replicates=SEEDS,
                summary="per network: minimum over the four norms")
     conf = norm_effect[(norm_effect.model == mname) & (norm_effect.panel == "matched")].sort_values("seed")
     spread = conf[[f"confidence {a}" for a in ATTACKS]].to_numpy()
     claims.add(f"assumption ({mname}): the matched panel matches the wrong-class confidence across norms",
-               "per-network max − min over norms of the median wrong-class confidence (matched)", "mean",
-               np.ptp(spread, axis=1), expected="equivalent", margin=0.05, family=f"{mname}: checks",
+               "per-network max − min over norms of the median wrong-class confidence (matched)", MEAN,
+               np.ptp(spread, axis=1), expected="equivalent", margin=0.05, family=f"{mname}: confidence check",
                replicates=SEEDS, note="per norm: " + ", ".join(f"{a} {v:.3f}" for a, v in zip(ATTACKS, spread.mean(0))))
     acc = train_table[train_table.model == mname].sort_values("seed")["test accuracy"].to_numpy()
-    claims.add(f"assumption ({mname}): the networks are trained", f"test accuracy − {ACC_FLOOR}", "mean", acc - ACC_FLOOR,
-               expected="positive", kind="claim", family=f"{mname}: checks", replicates=SEEDS,
+    claims.add(f"assumption ({mname}): the networks are trained", f"test accuracy − {ACC_FLOOR}", MEAN, acc - ACC_FLOOR,
+               expected="positive", kind="claim", family=f"{mname}: training check", replicates=SEEDS,
                note=f"mean accuracy {acc.mean():.3f}")
 claims_df = claims.save(ctx)
 claims_df[["claim", "statistic", "estimate", "ci_low", "ci_high", "p_holm", "verdict", "note"]]
@@ -784,6 +798,53 @@ claims_df[["claim", "statistic", "estimate", "ci_low", "ci_high", "p_holm", "ver
 # `dataset="cifar10", models_list="vgg"`), the per-class-pair (top-confusion) analysis and the optional PCA
 # before projection, the class-matched test reference and the class-label SNNL variant, and the paper's
 # exact attack settings (1,000 steps, 30–50 binary-search steps).
+
+# %% [markdown]
+# ## Closing summary: matched vs unmatched, and the references
+#
+# Mean over networks with a 95% Student-t interval across networks (descriptive; the verdicts are in the
+# claims table): the norm effect (within-network Kruskal–Wallis ε² and Friedman W), the per-norm
+# method-1/method-2 fractions beside the clean floor, and the SNNL ratios beside the test-half reference and
+# the permutation null, all at the last hidden layer.
+
+# %%
+def across_networks(v):
+    v = np.asarray(v, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        return pd.Series({"mean": v.mean() if len(v) else np.nan, "ci_low": np.nan, "ci_high": np.nan, "networks": len(v)})
+    e = stats.one_sample(v)
+    return pd.Series({"mean": e.value, "ci_low": e.low, "ci_high": e.high, "networks": len(v)})
+
+
+rows = []
+for m in MODEL_KEYS:
+    mname, lh = MODEL_OPTIONS[m][0], last_hidden[m]
+    for panel in PANELS:
+        d = norm_effect[(norm_effect.model == mname) & (norm_effect.panel == panel)]
+        for col in ("Kruskal–Wallis ε²", "Friedman W"):
+            rows.append({"model": mname, "quantity": f"norm effect: {col}", "panel": panel, **across_networks(d[col])})
+        ps = per_seed[(per_seed.model == mname) & (per_seed.layer == lh)]
+        for a in ATTACKS:
+            g = ps[ps.group == f"{a} ({panel})"].sort_values("seed")
+            for method in ("m1", "m2"):
+                rows.append({"model": mname, "quantity": f"{method} fraction near true class: {a}", "panel": panel,
+                             **across_networks(g[f"{method}_contradicts_decision"])})
+    ps = per_seed[(per_seed.model == mname) & (per_seed.layer == lh) & (per_seed.group == "clean")]
+    for method in ("m1", "m2"):
+        rows.append({"model": mname, "quantity": f"{method} clean floor", "panel": "-",
+                     **across_networks(ps[f"{method}_contradicts_decision"])})
+    sn = snnl_seed[(snnl_seed.model == mname) & (snnl_seed.layer == lh)]
+    for g in res[m, SEEDS[0]]["snnl_groups"]:
+        rows.append({"model": mname, "quantity": f"SNNL ratio: test vs {g}", "panel": "matched",
+                     **across_networks(sn[sn.group == g]["ratio"])})
+    rows.append({"model": mname, "quantity": "SNNL ratio: shuffled-label null (test vs other half)", "panel": "-",
+                 **across_networks(sn[sn.group == "test (other half)"]["shuffled_ratio"])})
+closing = pd.DataFrame(rows)
+ctx.save_table(closing, "closing_summary", caption="At the last hidden layer: mean over networks with a 95% t "
+               "interval across networks (descriptive) — norm-effect sizes, per-norm fractions vs the clean floor, "
+               "SNNL ratios vs the test-half reference and the permutation null")
+closing.round(3)
 
 # %%
 PHASES["total"] = time.perf_counter() - T0
