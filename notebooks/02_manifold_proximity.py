@@ -715,20 +715,6 @@ def friedman_networks(Y, null=0.0, n_boot=n_boot):
     return Estimate(w, float(low), float(high), p, len(Y), "Friedman (networks as blocks)")
 
 
-def csv_exact(test):
-    """``test`` with its p-value rounded to 4 significant digits: claims.csv is written with 6, and the
-    Holm-adjusted p (k · p) recomputed from the saved raw p must then equal the saved one exactly."""
-    fn = stats.TESTS[test] if isinstance(test, str) else test
-
-    def wrapped(*data, null=0.0, **kw):
-        est = fn(*data, null=null, **kw)
-        return est._replace(p_value=float(f"{est.p_value:.4g}")) if np.isfinite(est.p_value) else est
-
-    wrapped.__name__ = test if isinstance(test, str) else test.__name__
-    return wrapped
-
-
-PAIRED, MEAN = csv_exact("paired"), csv_exact("mean")
 claims = ClaimsTable()
 ne = norm_effect.set_index(["model", "panel", "seed"]).sort_index()
 for m in MODEL_KEYS:
@@ -738,13 +724,13 @@ for m in MODEL_KEYS:
         Y = ne.loc[(mname, panel), share_cols].to_numpy()
         claims.add(f"{mname}: AE types of different norms behave differently" +
                    (" (confidence-matched)" if panel == "matched" else " (unmatched: follow-up stopping rules)"),
-                   f"Kendall's W across norms of the method-1 true-class share at {lh}", csv_exact(friedman_networks), Y,
+                   f"Kendall's W across norms of the method-1 true-class share at {lh}", friedman_networks, Y,
                    expected="positive", family=f"{mname}: norms differ", replicates=SEEDS,
                    summary="per network: mean over the images every attack fooled, one value per norm",
                    series=("share per norm",),
                    note=", ".join(f"{a} {v:.2f}" for a, v in zip(ATTACKS, Y.mean(0))))
     claims.add(f"{mname}: matching the confidence shrinks the norm effect", f"within-network Friedman W across norms "
-               f"at {lh}, unmatched − matched", PAIRED, ne.loc[(mname, "unmatched"), "Friedman W"].to_numpy(),
+               f"at {lh}, unmatched − matched", "paired", ne.loc[(mname, "unmatched"), "Friedman W"].to_numpy(),
                ne.loc[(mname, "matched"), "Friedman W"].to_numpy(), expected="positive",
                family=f"{mname}: norms differ", replicates=SEEDS,
                summary="per network: Friedman test over the images every attack fooled (images as blocks)")
@@ -755,7 +741,7 @@ for m in MODEL_KEYS:
         for a in ATTACKS:
             vals = ps.loc[f"{a} (matched)", f"{method}_contradicts_decision"].to_numpy()
             claims.add(f"{mname}: some {a} AEs stay near the true-class manifold (method {method[1]})",
-                       f"fraction of matched AEs whose {what} at {lh}, minus the clean floor", PAIRED, vals, floor,
+                       f"fraction of matched AEs whose {what} at {lh}, minus the clean floor", "paired", vals, floor,
                        expected="positive", family=f"{mname}: near the true-class manifold", replicates=SEEDS,
                        summary="per network: fraction over AEs; floor: fraction of clean images siding with the "
                                "runner-up", note=f"AE {vals.mean():.3f} vs floor {floor.mean():.3f}")
@@ -766,23 +752,23 @@ for m in MODEL_KEYS:
     rub = sn["rubbish"].to_numpy()
     fam = f"{mname}: SNNL entanglement"
     claims.add(f"{mname}: AE activations are entangled with test activations", f"SNNL ratio at {lh}: least "
-               "entangled matched AE type − test-half reference", PAIRED, ae_min, ref, expected="equivalent",
+               "entangled matched AE type − test-half reference", "paired", ae_min, ref, expected="equivalent",
                margin=0.1, family=f"{mname}: SNNL entanglement check", replicates=SEEDS, summary="per network: minimum over the four norms",
                note=f"reference {np.nanmean(ref):.2f}; " + ", ".join(f"{a} {sn[a].mean():.2f}" for a in ATTACKS))
     claims.add(f"{mname}: rubbish-class activations are not entangled", f"SNNL ratio at {lh}: rubbish − test-half "
-               "reference", PAIRED, rub, ref, expected="negative", family=fam, replicates=SEEDS,
+               "reference", "paired", rub, ref, expected="negative", family=fam, replicates=SEEDS,
                note=f"rubbish {np.nanmean(rub):.2f}, reference {np.nanmean(ref):.2f}")
     claims.add(f"{mname}: SNNL separates AEs from rubbish inputs", f"SNNL ratio at {lh}: least entangled matched AE "
-               "type − rubbish", PAIRED, ae_min, rub, expected="positive", family=fam, replicates=SEEDS,
+               "type − rubbish", "paired", ae_min, rub, expected="positive", family=fam, replicates=SEEDS,
                summary="per network: minimum over the four norms")
     conf = norm_effect[(norm_effect.model == mname) & (norm_effect.panel == "matched")].sort_values("seed")
     spread = conf[[f"confidence {a}" for a in ATTACKS]].to_numpy()
     claims.add(f"assumption ({mname}): the matched panel matches the wrong-class confidence across norms",
-               "per-network max − min over norms of the median wrong-class confidence (matched)", MEAN,
+               "per-network max − min over norms of the median wrong-class confidence (matched)", "mean",
                np.ptp(spread, axis=1), expected="equivalent", margin=0.05, family=f"{mname}: confidence check",
                replicates=SEEDS, note="per norm: " + ", ".join(f"{a} {v:.3f}" for a, v in zip(ATTACKS, spread.mean(0))))
     acc = train_table[train_table.model == mname].sort_values("seed")["test accuracy"].to_numpy()
-    claims.add(f"assumption ({mname}): the networks are trained", f"test accuracy − {ACC_FLOOR}", MEAN, acc - ACC_FLOOR,
+    claims.add(f"assumption ({mname}): the networks are trained", f"test accuracy − {ACC_FLOOR}", "mean", acc - ACC_FLOOR,
                expected="positive", kind="claim", family=f"{mname}: training check", replicates=SEEDS,
                note=f"mean accuracy {acc.mean():.3f}")
 claims_df = claims.save(ctx)
