@@ -8,7 +8,7 @@ from scipy import stats as sps
 FIGURES = ("within_model_cka", "cross_model_cka", "clean_vs_adversarial", "robust_overfitting", "threat_models",
            "width_sweep", "first_pc_variance", "cka_diagnostics")
 TABLES = ("block_structure", "model_accuracy", "width_sweep", "robust_overfitting", "robust_overfitting_curves",
-          "cka_diagnostics")
+          "cka_diagnostics", "attack_diagnostics")
 
 
 @pytest.mark.slow
@@ -17,6 +17,14 @@ def test_notebook_03_smoke(run_smoke):
     claims = pd.read_csv(folder / "claims.csv")
     # smoke has 2 seeds per regime: every row is "not testable here" by design
     assert (claims["verdict"] == "not testable here").all() and (claims["n"] == 2).all()
+    # the ensemble (worst case over PGD-10, APGD-CE, APGD-T) can only be at or below PGD-10 on the same images
+    acc = pd.read_csv(folder / "model_accuracy.csv")
+    for norm in ("linf", "l2"):
+        pgd_col = next(c for c in acc.columns if c.startswith("PGD-") and f" {norm} " in c and "×" not in c)
+        ens_col = next(c for c in acc.columns if c.startswith(f"ensemble {norm}"))
+        assert (acc[ens_col] <= acc[pgd_col] + 1e-9).all()
+    diag = pd.read_csv(folder / "attack_diagnostics.csv")
+    assert len(diag) == 5 and set(diag["passed"]) <= {True, False}
 
     # Every model is reported with clean, PGD-k and PGD-50-with-restarts accuracy, all proper fractions.
     acc = pd.read_csv(folder / "model_accuracy.csv")
