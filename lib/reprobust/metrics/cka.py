@@ -920,6 +920,18 @@ def first_pc_explained_variance(grams) -> np.ndarray:
     return (eig[..., -1] / eig.sum(-1)).cpu().numpy()
 
 
+def _sampled_grams(model, x, layers, max_examples, seed, device, pool_features):
+    """Grams of ``layers`` on a seeded sample of at most ``max_examples`` of ``x`` (in data order)."""
+    from ..device import resolve_device
+
+    check_range("max_examples", max_examples, low=2)
+    x = torch.as_tensor(x)
+    layers = list(layers if layers is not None else model.layer_names)
+    idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:max_examples])
+    with torch.no_grad():
+        return _capture_grams(model, x[torch.as_tensor(idx)].to(resolve_device(device)), layers, pool_features)
+
+
 def layer_first_pc_explained_variance(
     model, x, layers: Sequence[str] | None = None, max_examples: int = 512, seed: int = 0, device="cpu",
     pool_features: bool = False,
@@ -946,15 +958,7 @@ def layer_first_pc_explained_variance(
     -------
     >>> layer_first_pc_explained_variance(model, x_test)  # doctest: +SKIP
     """
-    from ..device import resolve_device
-
-    check_range("max_examples", max_examples, low=2)
-    x = torch.as_tensor(x)
-    layers = list(layers if layers is not None else model.layer_names)
-    idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:max_examples])
-    with torch.no_grad():
-        grams = _capture_grams(model, x[torch.as_tensor(idx)].to(resolve_device(device)), layers, pool_features)
-    return first_pc_explained_variance(grams)
+    return first_pc_explained_variance(_sampled_grams(model, x, layers, max_examples, seed, device, pool_features))
 
 
 def block_structure_summary(cka_matrix, first_pc=None) -> dict:
@@ -1170,12 +1174,4 @@ def layer_first_pc_components(model, x, layers: Sequence[str] | None = None, max
     -------
     >>> ev, scores = layer_first_pc_components(model, x_test)  # doctest: +SKIP
     """
-    from ..device import resolve_device
-
-    check_range("max_examples", max_examples, low=2)
-    x = torch.as_tensor(x)
-    layers = list(layers if layers is not None else model.layer_names)
-    idx = np.sort(np.random.default_rng(seed).permutation(len(x))[:max_examples])
-    with torch.no_grad():
-        grams = _capture_grams(model, x[torch.as_tensor(idx)].to(resolve_device(device)), layers, False)
-    return first_pc_components(grams)
+    return first_pc_components(_sampled_grams(model, x, layers, max_examples, seed, device, False))
