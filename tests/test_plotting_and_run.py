@@ -47,6 +47,13 @@ def test_context_settings_and_smoke_output_folder(tmp_path):
     assert s == {"epochs": 1, "n": 7}
     with pytest.raises(ValueError, match="unknown setting 'lr'"):
         ctx.settings({"smoke": {"epochs": 1}}, lr=0.1)
+    # the generic `overrides` parameter: applied after the named parameters, dicts merged key by key
+    per = {"smoke": {"epochs": 1, "model": {"name": "wide_resnet", "depth": 28, "widen": 4}}}
+    s = ctx.settings(per, overrides={"model": {"widen": 1}, "epochs": 2}, epochs=5)
+    assert s == {"epochs": 2, "model": {"name": "wide_resnet", "depth": 28, "widen": 1}}
+    assert per["smoke"]["model"]["widen"] == 4  # the notebook's own dict is not modified
+    with pytest.raises(ValueError, match="unknown setting 'widen'"):
+        ctx.settings(per, overrides={"widen": 1})
     with pytest.raises(ValueError, match="valid choices: full, quick, smoke"):
         setup_notebook("99_x", profile="medium")
     with pytest.raises(ValueError, match="does not exist"):

@@ -44,18 +44,26 @@ class NotebookContext:
     output_dir: Path
     saved: list = field(default_factory=list)
 
-    def settings(self, per_profile: dict, **overrides) -> dict:
-        """The current profile's settings with the non-``None`` ``overrides`` applied.
+    def settings(self, per_profile: dict, overrides: dict | None = None, **parameters) -> dict:
+        """The current profile's settings with the non-``None`` notebook ``parameters`` applied, then
+        ``overrides``.
 
-        Raises ``ValueError`` for an override that is not a setting of the profile.
+        ``overrides`` is the notebooks' generic ``overrides`` parameter: a dict of any of the profile's
+        settings (``{"epochs": 1, "model": {"widen": 1}}``); a dict value is merged into a dict setting
+        key by key, so a test or a reader can shrink one field of a model spec. This is how the
+        end-to-end test runs the ``full`` profile's code path with tiny sizes on CPU.
+
+        Raises ``ValueError`` for a parameter or override that is not a setting of the profile.
         """
         check_choice("profile", self.profile, per_profile)
         s = dict(per_profile[self.profile])
-        for k, v in overrides.items():
-            if k not in s:
-                raise ValueError(f"unknown setting {k!r}; valid choices: {', '.join(sorted(s))}")
-            if v is not None:
-                s[k] = v
+        for source in (parameters, overrides or {}):
+            for k, v in source.items():
+                if k not in s:
+                    raise ValueError(f"unknown setting {k!r}; valid choices: {', '.join(sorted(s))}")
+                if v is None:
+                    continue
+                s[k] = _merged(s[k], v)
         return s
 
     def save_figure(self, fig, name: str, caption: str = "", close: bool = False):
@@ -73,6 +81,16 @@ class NotebookContext:
         paths = plotting.save_table(df, name, self.output_dir, caption=caption)
         self.saved.extend(paths)
         return paths
+
+
+def _merged(base, update):
+    """``update`` over ``base``; dicts merge key by key (recursively), anything else is replaced."""
+    if isinstance(base, dict) and isinstance(update, dict):
+        out = dict(base)
+        for k, v in update.items():
+            out[k] = _merged(base.get(k), v) if k in base else v
+        return out
+    return update
 
 
 def default_output_dir(notebook: str, profile: str) -> Path:
