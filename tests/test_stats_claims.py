@@ -163,8 +163,26 @@ def test_check_rows_use_equivalence():
     assert decide(estimate=0.01, ci_low=-0.05, ci_high=0.07, p_holm=0.06, **check) == "inconclusive"
     assert decide(estimate=0.5, ci_low=0.3, ci_high=0.7, p_holm=0.9, **check) == "contradicted"
     assert decide(estimate=-0.5, ci_low=-0.7, ci_high=-0.3, p_holm=0.9, **check) == "contradicted"
-    with pytest.raises(ValueError, match="equivalent"):
-        decide(kind="check", expected="positive", n=5, estimate=0, ci_low=0, ci_high=0, null=0, p_holm=0.5)
+    with pytest.raises(ValueError, match="is a check"):
+        decide(kind="claim", expected="equivalent", n=5, estimate=0, ci_low=0, ci_high=0, null=0, p_holm=0.5, margin=0.1)
+
+
+def test_directional_checks_follow_the_claim_rule_but_stay_checks():
+    # an assumption check with a direction ("the defence defends") is decided like a claim ...
+    for est, lo, hi, p, want in ((0.5, 0.3, 0.7, 0.01, "supported"), (-0.5, -0.7, -0.3, 0.01, "contradicted"),
+                                 (0.5, -0.1, 1.1, 0.01, "inconclusive"), (0.5, 0.3, 0.7, 0.05, "inconclusive")):
+        kw = dict(expected="positive", n=5, estimate=est, ci_low=lo, ci_high=hi, null=0.0, p_holm=p)
+        assert decide(kind="check", **kw) == decide(kind="claim", **kw) == want
+    # ... without an equivalence margin, and its p-value is the test's own (not TOST)
+    t = ClaimsTable()
+    t.add("assumption: adversarial training makes the nets robust", "robust − standard accuracy", "mean",
+          np.array([0.5, 0.6, 0.55, 0.62, 0.58]), expected="positive", kind="check")
+    row = t.frame().iloc[0]
+    assert row["kind"] == "check" and row["verdict"] == "supported" and np.isnan(row["margin"])
+    assert row["p_value"] == pytest.approx(stats.one_sample(np.array([0.5, 0.6, 0.55, 0.62, 0.58])).p_value)
+    assert row["rule"].startswith("95% CI >")
+    with pytest.raises(ValueError, match="is a check"):
+        ClaimsTable().add("no effect", "x", "mean", np.zeros(5), expected="equivalent", margin=0.1, kind="claim")
 
 
 # -- the table ----------------------------------------------------------------------------------------------

@@ -6,15 +6,22 @@ to a named test of :mod:`reprobust.stats`; the table adjusts the p-values within
 (Holm), applies the verdict rule, measures the verdict's stability under leaving one replicate out,
 and saves the replicate values behind every row.
 
-Verdict rule (``kind="claim"``, ``expected`` positive or negative about ``null``)
+Verdict rule (``expected`` positive or negative about ``null``)
     *not testable here* — fewer than :data:`MIN_REPLICATES` replicates, or a stated precondition
     failed (the reason is in ``precondition``);
     *supported* — the 95% CI excludes ``null`` on the expected side **and** the Holm-adjusted
     p < 0.05; *contradicted* — the same on the opposite side; *inconclusive* — otherwise.
-Checks (``kind="check"``, ``expected="equivalent"``, with a ``margin``)
-    An assumption check or a "no effect expected" row, tested by equivalence (TOST):
+Equivalence rows (``expected="equivalent"``, with a ``margin``; always ``kind="check"``)
+    A "no effect expected" row, tested by equivalence (TOST):
     *supported* — Holm-adjusted TOST p < 0.05 (the effect lies within ±margin of ``null``);
     *contradicted* — the 95% CI lies wholly outside ±margin; *inconclusive* — otherwise.
+
+Kinds
+    ``kind="claim"`` rows test the paper's claims; ``kind="check"`` rows test an *assumption* the
+    argument rests on (the networks are trained, the defence defends, the regulariser moves what it
+    should, or an equivalence). A check is decided by the same rule as a claim with the same
+    ``expected``, but it is labelled, counted and shown apart, so that a row that confirms a premise is
+    never read as a reproduced finding.
 
 Example
 -------
@@ -63,15 +70,14 @@ def decide(*, kind: str, expected: str, n: int, estimate: float, ci_low: float, 
     """
     check_choice("kind", kind, KINDS)
     check_choice("expected direction", expected, EXPECTED)
-    if (kind == "check") != (expected == "equivalent"):
-        raise ValueError(f"kind={kind!r} needs expected='equivalent' for checks and positive/negative for claims; "
-                         f"got expected={expected!r}")
+    if expected == "equivalent" and kind != "check":
+        raise ValueError(f"expected='equivalent' (a TOST row) is a check; got kind={kind!r}")
     if precondition or _nan(n) or n < MIN_REPLICATES:
         return "not testable here"
     if any(_nan(v) for v in (estimate, ci_low, ci_high, p_holm)):
         return "inconclusive"
     lo, hi = min(ci_low, ci_high), max(ci_low, ci_high)
-    if kind == "check":
+    if expected == "equivalent":
         if p_holm < ALPHA:
             return "supported"
         if lo > null + margin or hi < null - margin:
@@ -94,7 +100,7 @@ def verdict_of_row(row: Mapping) -> str:
 
 def rule_text(kind: str, expected: str, null: float, margin: float) -> str:
     """The rule of a row in words, as printed in the table."""
-    if kind == "check":
+    if expected == "equivalent":
         return f"TOST |effect − {null:g}| < {margin:g}, Holm p < {ALPHA:g}"
     side = ">" if expected == "positive" else "<"
     return f"95% CI {side} {null:g} and Holm p < {ALPHA:g} (opposite side: contradicted)"
@@ -116,10 +122,11 @@ class ClaimsTable:
     *data : arrays whose first axis is the replicate (all of equal length), except where the test
         says otherwise: ``replicate_slope`` takes ``x`` (conditions) then ``Y`` (replicates × conditions);
         ``welch`` takes two independent arms
-    expected : {'positive', 'negative'} for claims, 'equivalent' for checks
+    expected : {'positive', 'negative', 'equivalent'}; 'equivalent' (TOST) rows are checks
     null : float, the value of no effect
-    margin : float, the equivalence margin of a check
+    margin : float, the equivalence margin (``expected='equivalent'`` only)
     kind : {'claim', 'check'}; checks test an assumption of the paper's argument, not a claim
+        (default: 'check' for equivalence rows, 'claim' otherwise)
     family : str, rows whose p-values are Holm-adjusted together (default: the claim)
     unit : str, what one replicate is (default "seed")
     summary : str, how within-model quantities were reduced to one number per replicate
@@ -146,7 +153,9 @@ class ClaimsTable:
         check_choice("expected direction", expected, EXPECTED)
         kind = kind or ("check" if expected == "equivalent" else "claim")
         check_choice("kind", kind, KINDS)
-        if kind == "check":
+        if expected == "equivalent":
+            if kind != "check":
+                raise ValueError(f"expected='equivalent' (a TOST row) is a check; got kind={kind!r}")
             if margin is None:
                 raise ValueError(f"check {statistic!r} needs an equivalence margin; got margin=None")
             check_range("equivalence margin", margin, low=0, low_inclusive=False)
@@ -191,7 +200,7 @@ class ClaimsTable:
 
     def _row_p(self, k: int, est: Estimate) -> float:
         row = self.rows[k]
-        if row["kind"] == "check":
+        if row["expected"] == "equivalent":
             return stats.tost_p(est, row["null"], row["margin"])
         return est.p_value
 
