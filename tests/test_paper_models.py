@@ -180,6 +180,6 @@ def test_width_shrinks_channels_but_keeps_the_stride_geometry(name, strides, siz
     seen = {}
     tiny.pool.register_forward_hook(lambda m, i, o: seen.update(shape=i[0].shape))
     assert tiny(torch.rand(2, 3, 32, 32)).shape == (2, 10)
-    assert tuple(seen["shape"][-2:]) == (size, size) and seen["shape"][1] < 64
+    assert tuple(seen["shape"][-2:]) == (size, size) and seen["shape"][1] <= 64  # 512 (alexnet 256) at full width
     with pytest.raises(ValueError, match="width"):
         build_model(name, input_shape=(3, 32, 32), num_classes=10, width=0)
