@@ -91,14 +91,14 @@ S = ctx.settings({
                   eps=0.1, eps_l2=0.5, n_eval=40, at_steps=2, strides=["122211", "112211"],
                   base_strides="122211", factors=[1, 2], eps_grid=[0.05, 0.1, 0.3, 0.5], upsample_mode="nearest",
                   synthetic_trials=20, synthetic_sides=[8, 16, 32], synthetic_seeds=2, batch_size=128, lr=0.05,
-                  accuracy_floor=0.0, n_ensemble=40, n_diag=40, **small_common),
+                  accuracy_floor=0.0, **{**small_common, "apgd_steps": 20, "square_queries": 200}, n_ensemble=16, n_diag=16),
     # quick: at most 20 epochs with early stopping (patience 5) on a 10% validation split — the
     # committed 4-epoch models were far from converged (issue "feature maps: converged networks")
     "quick": dict(data={"name": "digits", "n_test": 300}, model=cnn6, epochs=20, patience=5, n_seeds=5,
                   eps=0.1, eps_l2=0.5, n_eval=200, at_steps=3, strides=["122211", "112211", "111211"],
                   base_strides="122211", factors=[1, 2, 4], eps_grid=[0.05, 0.1, 0.2, 0.3, 0.5],
                   upsample_mode="nearest", synthetic_trials=100, synthetic_sides=[8, 16, 32, 64], synthetic_seeds=5,
-                  batch_size=128, lr=0.05, accuracy_floor=0.85, n_ensemble=200, n_diag=100, **small_common),
+                  batch_size=128, lr=0.05, accuracy_floor=0.85, n_ensemble=100, n_diag=100, **small_common),
     # full: Paper E's set-up (ResNet-18 1222 / 1122 / ×2 on CIFAR-10, PGD-AT 8/255, 110 epochs, ...): one
     # source of truth with `--plan`, each choice with its source in reprobust/plan.py
     "full": full_settings("05_feature_maps"),
