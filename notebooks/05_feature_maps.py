@@ -91,7 +91,7 @@ S = ctx.settings({
                   eps=0.1, eps_l2=0.5, n_eval=40, at_steps=2, strides=["122211", "112211"],
                   base_strides="122211", factors=[1, 2], eps_grid=[0.05, 0.1, 0.3, 0.5], upsample_mode="nearest",
                   synthetic_trials=20, synthetic_sides=[8, 16, 32], synthetic_seeds=2, batch_size=128, lr=0.05,
-                  accuracy_floor=0.0, **{**small_common, "apgd_steps": 20, "square_queries": 200}, n_ensemble=16, n_diag=16),
+                  accuracy_floor=0.0, **{**small_common, "apgd_steps": 20, "square_queries": 200}, n_ensemble=40, n_diag=16),
     # quick: at most 20 epochs with early stopping (patience 5) on a 10% validation split — the
     # committed 4-epoch models were far from converged (issue "feature maps: converged networks")
     "quick": dict(data={"name": "digits", "n_test": 300}, model=cnn6, epochs=20, patience=5, n_seeds=5,
