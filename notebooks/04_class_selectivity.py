@@ -44,9 +44,10 @@
 # the α grid {−2, −1, 0, 1} (α = 2 is excluded: its clean accuracy collapses to 0.87; the rule is
 # stated and checked below) and **5 seeds per α and per arm**. Evaluation uses 300 test images (100
 # for the attacks). Many corruptions barely change upsampled digits, so claim 1 is tested over the
-# corruptions with a measurable effect (rule below). The `full` profile is the paper's setting
-# (ResNet-20 on CIFAR-10, all 19 real CIFAR-10-C files, more α, seeds and epochs; no crop/flip
-# augmentation here).
+# corruptions with a measurable effect (rule below). The `full` profile is the paper's setting, in two
+# set-ups chosen with the `dataset` parameter: ResNet-18 on Tiny ImageNet with the real Tiny
+# ImageNet-C (the default) and ResNet-20 on CIFAR-10 with all 19 real CIFAR-10-C files, with crop +
+# flip augmentation, more α, seeds and epochs (settings and sources: `reprobust/plan.py`).
 
 # %% tags=["parameters"]
 profile = "quick"      # smoke | quick | full
@@ -499,9 +500,17 @@ ctx.save_figure(fig, "corruption_robustness", caption="Corrupted/clean accuracy 
                 "drop per corruption (measurable in blue); per-seed curves against SI")
 
 # %% [markdown]
-# ## 3. Worst-case robustness: FGSM and PGD
+# ## 3. Worst-case robustness: FGSM and PGD, and the attack ensemble
 # Expected (claim 2): higher SI → higher adversarial accuracy. Guard against gradient masking: PGD
 # (random start, 10 steps) must never be weaker than FGSM.
+#
+# **Which number claim 2 reads.** The paper measures worst-case robustness with FGSM and PGD over an ε
+# sweep, so the PGD and FGSM areas under the accuracy–ε curve (divided by clean accuracy) stay as the
+# paper's measure, with their claim rows. PGD with few steps and one start overstates robustness, and
+# sparse high-SI networks are the kind that could mask gradients (spec pitfall 7), so the claim's
+# honest reading is the **ensemble's** clean-normalised robust accuracy at `ensemble_eps` (worst case
+# per image over PGD-k, APGD-CE and APGD-T), its own row "2. (attack ensemble)". `attack_diagnostics`
+# checks the attacks on the extreme-α and the adversarially trained models of the first seed.
 
 # %%
 PGD_REL, FGSM_REL = by_seed(grid, "pgd_auc_rel"), by_seed(grid, "fgsm_auc_rel")
@@ -525,6 +534,36 @@ masking = [(k, e) for k, r in results.items() for e, p, f in zip(eps_grid, r["pg
            if p > f + 1.0 / n_attack_eff]
 print(f"PGD weaker than FGSM (by more than one image) in {len(masking)} of "
       f"{len(results) * len(eps_grid)} (model, ε) pairs: {masking}")
+
+# %%
+t = time.perf_counter()
+ENS_REL = by_seed(grid, "ensemble_rel")
+robust_cols = ["alpha", "seed", "arm", "mean_si", "clean_acc", "pgd_at_ens_eps", "ens_clean",
+               *[c for c in per_model.columns if c.startswith("ens_") and c != "ens_clean"], "ensemble"]
+display(per_model[robust_cols].round(3))
+# Diagnostics on the main models: the lowest- and highest-α standard models and the adversarially
+# trained arm (first seed); the transfer attack comes from the α = 0 standard model of the first seed
+# (of the second seed for that model itself).
+n_diag = min(S["n_diag"], len(y_eval))
+DIAG_KEYS = [(alpha_list[0], seeds[0], "standard"), (alpha_list[-1], seeds[0], "standard"), (0.0, seeds[0], "adversarial")]
+
+
+def diagnostics(key):
+    ref_key = (0.0, seeds[0], "standard")
+    kw = dict(ENS_CFG, seed=key[1])
+    table = ctx.cache.get_or_compute(
+        "diagnostics04", {"spec": specs[key], "reference": specs[ref_key], "n": n_diag, **kw},
+        lambda: attack_diagnostics(models[key], x_eval[:n_diag].to(dev), y_eval[:n_diag].to(dev),
+                                   reference_model=models[ref_key], **kw).to_dict("list"))
+    return pd.DataFrame(table).assign(model=f"α={key[0]:g}, seed {key[1]}, {key[2]}")
+
+
+diag = pd.concat([diagnostics(k) for k in DIAG_KEYS], ignore_index=True)[["model", "check", "value", "threshold", "passed"]]
+ctx.save_table(diag, "attack_diagnostics", caption=f"Attack-strength checks ({n_diag} images, L∞ ε={S['ensemble_eps']:g}, "
+               f"'{S['ensemble']}' ensemble): a failing row means the reported robust accuracy is suspect")
+TIMES["attack diagnostics"] = time.perf_counter() - t
+print(f"{int((diag.passed == False).sum())} of {len(diag)} attack checks failed")  # noqa: E712 (None = not run)
+diag
 
 # %% [markdown]
 # ### Influence of single α values
@@ -726,6 +765,14 @@ claims.add("2. higher selectivity → more robust to FGSM", "slope of FGSM area/
            expected="positive", family="2", summary=per_seed_slope, **kw)
 claims.add("2. FGSM (rank version)", "Spearman ρ of FGSM area/clean with SI", si_rank_slope, SI, FGSM_REL,
            expected="positive", family="2", summary=per_seed_slope, **kw)
+# The honest worst-case number (read for the verdict on claim 2; the PGD / FGSM areas above are the
+# paper's measure): the ensemble's clean-normalised robust accuracy at one ε. Its own family, so the
+# paper-measure rows keep their Holm correction.
+claims.add("2. (attack ensemble) higher selectivity → more robust in the worst case",
+           f"slope of ensemble robust/clean accuracy (ε={S['ensemble_eps']:g}) on SI", si_slope, SI, ENS_REL,
+           expected="positive", family="2 (ensemble)", summary=per_seed_slope, **kw)
+claims.add("2. (attack ensemble, rank version)", f"Spearman ρ of ensemble robust/clean (ε={S['ensemble_eps']:g}) with SI",
+           si_rank_slope, SI, ENS_REL, expected="positive", family="2 (ensemble)", summary=per_seed_slope, **kw)
 for layer in early_layers:
     claims.add("3. early-layer dimensionality falls with selectivity", f"slope of clean n95 ({layer}) on SI",
                si_slope, SI, dim_array(layer, "corrupted", "n_clean"), expected="negative", family="3",
@@ -784,8 +831,8 @@ table[["family", "statistic", "n", "estimate", "ci_low", "ci_high", "p_holm", "v
 # between seeds and "inconclusive" is an honest outcome. Claim 4's controls matter: a perturbation
 # that is "matched in L2" is not matched in effect (PGD fools nearly every image at that size), and
 # random noise of the same norm is itself high-dimensional. Not reproduced at this scale: Tiny
-# ImageNet / ResNet-18/50, the real CIFAR-10-C (only on `full`), the real frost photographs (a
-# procedural texture here), AugMix (Gaussian-noise augmentation stands in for it).
+# ImageNet / ResNet-18 and the real CIFAR-10-C / Tiny ImageNet-C (only on `full`), ResNet-50, the real
+# frost photographs (a procedural texture here), AugMix (Gaussian-noise augmentation stands in for it).
 
 # %%
 TIMES["total"] = time.perf_counter() - T0

@@ -79,3 +79,18 @@ def test_run_plan_prints_the_table_and_runs_nothing(monkeypatch, capsys):
 def test_measured_cost_is_seconds_per_image():
     t = P.measured_pass_seconds({"name": "lenet"}, "mnist", "cpu", batch_size=8, steps=1)
     assert 0 < t < 1
+
+
+def test_paper_d_grid_has_both_set_ups_in_the_notebook_s_keys():
+    s = P.full_settings("04_class_selectivity")
+    assert s["dataset"] == "tiny_imagenet" and set(s["setups"]) == {"tiny_imagenet", "cifar10"}
+    assert s["setups"]["tiny_imagenet"]["model"] == {"name": "resnet18"} and s["setups"]["tiny_imagenet"]["image_size"] == 64
+    assert s["setups"]["cifar10"]["model"]["depth"] == 20 and s["ensemble_eps"] in s["eps_linf"]
+    plan = P.notebook_plan("04_class_selectivity")
+    # per set-up: 9 α × 5 seeds, plus the noise and adversarial arms (5 seeds each)
+    for ds in ("tiny_imagenet", "cifar10"):
+        assert sum(t.count for t in plan.trains if t.dataset == ds) == (9 + 2) * 5
+    adv = [t for t in plan.trains if "adversarial" in t.label]
+    assert {t.passes_per_image for t in adv} == {8}
+    corr = {e.dataset: e.n_images for e in plan.evals if "corruptions" in e.label}
+    assert corr == {"tiny_imagenet": 10_000 * 15 * 5, "cifar10": 10_000 * 19 * 5}  # every file of each release
