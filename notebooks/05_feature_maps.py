@@ -343,8 +343,10 @@ n_diag = min(S["n_diag"], len(x_eval))
 def diagnostics(cfg):
     spec, ref_spec = train_spec(cfg, "avg", "pgd_at", seeds[0]), train_spec(cfg, "avg", "standard", seeds[0])
     net, ref = (trained_model(sp, cache=ctx.cache, device=ctx.device) for sp in (spec, ref_spec))
+    # large ε of the "reaches 0" check: the sweep's largest budget (the one chosen from the data included),
+    # at which every image can be moved onto another class
     kw = dict(eps=S["eps"], norm="linf", ensemble=S["ensemble"], pgd_steps=eval_cfg["pgd_steps"],
-              apgd_steps=S["apgd_steps"], square_queries=S["square_queries"], seed=seed)
+              apgd_steps=S["apgd_steps"], square_queries=S["square_queries"], seed=seed, large_eps=max(eps_sweep))
     table = ctx.cache.get_or_compute(
         "diagnostics05", {"spec": spec, "reference": ref_spec, "n": n_diag, **kw},
         lambda: attack_diagnostics(net, x_eval[:n_diag], y_eval[:n_diag], reference_model=ref, **kw).to_dict("list"))
