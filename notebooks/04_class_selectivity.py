@@ -85,7 +85,7 @@ from reprobust.metrics import gradients as grads
 from reprobust.metrics import selectivity as sel
 from reprobust.paths import default_data_dir
 from reprobust.plan import full_settings
-from reprobust.robustness import attack_diagnostics, robust_accuracy
+from reprobust.robustness import cached_attack_diagnostics, cached_robust_accuracy
 from reprobust.train import accuracy, build_from_spec
 from reprobust.validation import check_choice
 
@@ -344,11 +344,8 @@ ENS_CFG = dict(eps=float(S["ensemble_eps"]), norm="linf", ensemble=S["ensemble"]
 
 def ensemble_eval(model, spec, model_seed):
     """Clean and worst-case robust accuracy over the ensemble, and each attack's own (cached per model)."""
-    def compute():
-        res = robust_accuracy(model, x_eval[:n_ens].to(dev), y_eval[:n_ens].to(dev), seed=model_seed, **ENS_CFG)
-        return {"clean": res.clean, "robust": res.robust, "per_attack": res.per_attack,
-                "first_success": [str(v) for v in res.first_success]}  # adversarial images not kept (size)
-    return ctx.cache.get_or_compute("ensemble04", {"spec": spec, "n": n_ens, "seed": model_seed, **ENS_CFG}, compute)
+    return cached_robust_accuracy(ctx.cache, model, x_eval[:n_ens].to(dev), y_eval[:n_ens].to(dev),
+                                  config={"spec": spec, "n": n_ens}, kind="ensemble04", seed=model_seed, **ENS_CFG)
 
 
 t = time.perf_counter()
@@ -556,11 +553,10 @@ LARGE_EPS = min(1.0, 4 * max(S["ensemble_eps"], S["adv_eps"]))
 def diagnostics(key):
     ref_key = (0.0, seeds[0], "standard")
     kw = dict(ENS_CFG, seed=key[1], large_eps=LARGE_EPS)
-    table = ctx.cache.get_or_compute(
-        "diagnostics04", {"spec": specs[key], "reference": specs[ref_key], "n": n_diag, **kw},
-        lambda: attack_diagnostics(models[key], x_eval[:n_diag].to(dev), y_eval[:n_diag].to(dev),
-                                   reference_model=models[ref_key], **kw).to_dict("list"))
-    return pd.DataFrame(table).assign(model=f"α={key[0]:g}, seed {key[1]}, {key[2]}")
+    table = cached_attack_diagnostics(ctx.cache, models[key], x_eval[:n_diag].to(dev), y_eval[:n_diag].to(dev),
+                                      config={"spec": specs[key], "reference": specs[ref_key], "n": n_diag},
+                                      kind="diagnostics04", reference_model=models[ref_key], **kw)
+    return table.assign(model=f"α={key[0]:g}, seed {key[1]}, {key[2]}")
 
 
 diag = pd.concat([diagnostics(k) for k in DIAG_KEYS], ignore_index=True)[["model", "check", "value", "threshold", "passed"]]

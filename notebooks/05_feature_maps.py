@@ -72,7 +72,7 @@ from reprobust.metrics import feature_maps as fm
 from reprobust.cache import config_key
 from reprobust.claims import ClaimsTable
 from reprobust.plan import full_settings
-from reprobust.robustness import attack_diagnostics, robust_accuracy
+from reprobust.robustness import cached_attack_diagnostics, cached_robust_accuracy
 from reprobust.validation import check_choice
 
 timings = {}
@@ -254,17 +254,10 @@ ens_cfg = dict(eps=S["eps"], norm="linf", ensemble=S["ensemble"], pgd_steps=eval
                apgd_steps=S["apgd_steps"], square_queries=S["square_queries"], seed=seed)
 
 
-def ensemble_of(spec, net):
-    """Clean and worst-case robust accuracy over the attack ensemble, per attack too (cached per model)."""
-    def compute():
-        res = robust_accuracy(net, x_eval[:n_ens], y_eval[:n_ens], **ens_cfg)
-        return {"clean": res.clean, "robust": res.robust, "per_attack": res.per_attack,
-                "first_success": [str(v) for v in res.first_success]}  # adversarial images not kept (size)
-    return ctx.cache.get_or_compute("ensemble05", {"spec": spec, "n": n_ens, **ens_cfg}, compute)
-
-
 def ensemble_columns(spec, net):
-    e = ensemble_of(spec, net)
+    """Clean and worst-case robust accuracy over the attack ensemble, per attack too (cached per model)."""
+    e = cached_robust_accuracy(ctx.cache, net, x_eval[:n_ens], y_eval[:n_ens], config={"spec": spec, "n": n_ens},
+                               kind="ensemble05", **ens_cfg)
     return {"ensemble": e["robust"], "ens_clean": e["clean"], **{f"ens_{k}": v for k, v in e["per_attack"].items()}}
 
 print(f"ε chosen from the data for the masking check: {eps_data:.3f}")
@@ -347,10 +340,9 @@ def diagnostics(cfg):
     # at which every image can be moved onto another class
     kw = dict(eps=S["eps"], norm="linf", ensemble=S["ensemble"], pgd_steps=eval_cfg["pgd_steps"],
               apgd_steps=S["apgd_steps"], square_queries=S["square_queries"], seed=seed, large_eps=max(eps_sweep))
-    table = ctx.cache.get_or_compute(
-        "diagnostics05", {"spec": spec, "reference": ref_spec, "n": n_diag, **kw},
-        lambda: attack_diagnostics(net, x_eval[:n_diag], y_eval[:n_diag], reference_model=ref, **kw).to_dict("list"))
-    return pd.DataFrame(table).assign(model=f"{cfg['strides']} ×1, avg head, PGD-AT, seed {seeds[0]}")
+    table = cached_attack_diagnostics(ctx.cache, net, x_eval[:n_diag], y_eval[:n_diag], kind="diagnostics05",
+                                      config={"spec": spec, "reference": ref_spec, "n": n_diag}, reference_model=ref, **kw)
+    return table.assign(model=f"{cfg['strides']} ×1, avg head, PGD-AT, seed {seeds[0]}")
 
 
 diag = pd.concat([diagnostics(c) for c in diag_cfgs], ignore_index=True)[["model", "check", "value", "threshold", "passed"]]
