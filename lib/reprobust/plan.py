@@ -184,6 +184,7 @@ FULL_SETTINGS = {
         eps_grid=[2 / 255, 4 / 255, 8 / 255, 16 / 255, 32 / 255, 64 / 255],  # §4: ε sweep to 0 (grid ours)
         n_eval=10_000, n_ensemble=10_000,                         # §4: AutoAttack on the 10k test images
         ensemble="standard", apgd_steps=100, square_queries=5000,  # §4: AutoAttack standard (FAB-T → PGD restarts)
+        ensemble_trainings=["standard", "pgd_at"],                # every model (our default)
         n_diag=1000,                                              # our default (attack-strength checks)
         accuracy_floor=0.7,                                       # our default (below it a model is left out)
         # §2.2 table / §2 Key: the other architectures with their own stride semantics, PGD-AT, one seed each
@@ -326,8 +327,8 @@ def _grid_05(s):
                                        n_train, passes))
             evals.append(EvalJob(f"{label}: PGD-{a['pgd_steps']}, FGSM, DeepFool, L2 PGD, ε sweep", m,
                                  s["data"]["name"], 2 * s["n_seeds"], n_eval, metric_passes))
-            evals.append(EvalJob(f"{label}: '{s['ensemble']}' attack ensemble", m, s["data"]["name"], 2 * s["n_seeds"],
-                                 n_ens, ens))
+            evals.append(EvalJob(f"{label}: '{s['ensemble']}' attack ensemble", m, s["data"]["name"],
+                                 len(s["ensemble_trainings"]) * s["n_seeds"], n_ens, ens))
     for extra in s["extra_architectures"]:
         for strides in extra["strides"]:
             m = {**extra["model"], "strides": strides, "head": "avg", "upsample": 1}
@@ -335,7 +336,8 @@ def _grid_05(s):
             trains.append(TrainJob(f"{label}: PGD-AT", m, s["data"]["name"], s["extra_seeds"], s["epochs"], n_train,
                                    1 + s["at_steps"]))
             evals.append(EvalJob(f"{label}: PGD-{a['pgd_steps']} ... and the '{s['ensemble']}' ensemble", m,
-                                 s["data"]["name"], s["extra_seeds"], n_eval, metric_passes + ens * n_ens / n_eval))
+                                 s["data"]["name"], s["extra_seeds"], n_eval,
+                                 metric_passes + ("pgd_at" in s["ensemble_trainings"]) * ens * n_ens / n_eval))
     return trains, evals
 
 
