@@ -44,9 +44,10 @@
 # the α grid {−2, −1, 0, 1} (α = 2 is excluded: its clean accuracy collapses to 0.87; the rule is
 # stated and checked below) and **5 seeds per α and per arm**. Evaluation uses 300 test images (100
 # for the attacks). Many corruptions barely change upsampled digits, so claim 1 is tested over the
-# corruptions with a measurable effect (rule below). The `full` profile is the paper's setting
-# (ResNet-20 on CIFAR-10, all 19 real CIFAR-10-C files, more α, seeds and epochs; no crop/flip
-# augmentation here).
+# corruptions with a measurable effect (rule below). The `full` profile is the paper's setting, in two
+# set-ups chosen with the `dataset` parameter: ResNet-18 on Tiny ImageNet with the real Tiny
+# ImageNet-C (the default) and ResNet-20 on CIFAR-10 with all 19 real CIFAR-10-C files, with crop +
+# flip augmentation, more α, seeds and epochs (settings and sources: `reprobust/plan.py`).
 
 # %% tags=["parameters"]
 profile = "quick"      # smoke | quick | full
@@ -60,6 +61,8 @@ alphas = None          # regulariser strengths α (α < 0 discourages selectivit
 n_seeds = None         # training seeds per α and per arm (replicates)
 epochs = None
 eps_linf = None        # L-inf attack radii in pixel units (the clean case, radius 0, is always added)
+dataset = None         # one of the profile's set-ups (full: 'tiny_imagenet' — Paper D's ResNet-18 — or 'cifar10')
+overrides = None       # dict of any of the profile's settings (tests use it to shrink the full profile)
 
 # %%
 import time
@@ -81,18 +84,26 @@ from reprobust.metrics import dimensionality as dimn
 from reprobust.metrics import gradients as grads
 from reprobust.metrics import selectivity as sel
 from reprobust.paths import default_data_dir
+from reprobust.plan import full_settings
+from reprobust.robustness import cached_attack_diagnostics, cached_robust_accuracy
 from reprobust.train import accuracy, build_from_spec
+from reprobust.validation import check_choice
 
 T0 = time.perf_counter()
 ctx = setup_notebook("04_class_selectivity", profile=profile, seed=seed, device=device,
                      data_dir=data_dir, cache_dir=cache_dir, output_dir=output_dir)
-S = ctx.settings({
+# Settings shared by smoke and quick that the full profile sets to the paper's values (see plan.py).
+small_common = dict(image_size=32, batch_size=128, train_extra={}, ensemble="fast", apgd_steps=100,
+                    square_queries=1000)
+PROFILES = {
     "smoke": dict(dataset="digits", n_train=300, n_test=120, alphas=[-1.0, 0.0, 1.0], n_seeds=2, epochs=2,
                   model=dict(name="resnet", depth=8, width=8, strides="222"), lr=0.05, patience=3,
                   noise_std=0.1, adv_eps=0.02, adv_steps=3,
                   n_eval=100, corruptions=["gaussian_noise", "defocus_blur", "frost", "contrast", "jpeg_compression"],
                   severities=[1, 3, 5], eps_linf=[0.02, 0.05], pgd_steps=10, n_attack=40,
-                  n_dim=40, n_grad=12, grad_units=4, early_layers=["stem", "layer1.0"], acc_floor=0.3),
+                  n_dim=40, n_grad=12, grad_units=4, early_layers=["stem", "layer1.0"], acc_floor=0.3,
+                  **{**small_common, "apgd_steps": 20, "square_queries": 200}, ensemble_eps=0.02, n_ensemble=40,
+                  n_diag=16),
     # quick: α = 2 is left out because its clean accuracy falls 11 points below α = 0 (0.87 vs 0.98 at
     # commit ec7a56a); the kept grid stays within ACC_TOLERANCE of α = 0 (checked in the claims table)
     "quick": dict(dataset="digits", n_train=None, n_test=None, alphas=[-2.0, -1.0, 0.0, 1.0], n_seeds=5, epochs=8,
@@ -100,18 +111,24 @@ S = ctx.settings({
                   noise_std=0.1, adv_eps=0.02, adv_steps=3,
                   n_eval=300, corruptions=None, severities=[1, 2, 3, 4, 5], eps_linf=[0.005, 0.01, 0.02, 0.04],
                   pgd_steps=10, n_attack=100, n_dim=150, n_grad=48, grad_units=8,
-                  early_layers=["stem", "layer1.0", "layer2.0"], acc_floor=0.95),
-    # full: ResNet-20 on CIFAR-10 with the CIFAR-10-C release (paper D); α grid, epochs, lr, ε and the
-    # arms' strengths are our defaults (the paper's values are unread, /work/shared/papers/paperD)
-    "full": dict(dataset="cifar10", n_train=None, n_test=None,
-                 alphas=[-2.0, -1.0, -0.5, -0.2, 0.0, 0.2, 0.5, 1.0], n_seeds=5, epochs=100,
-                 model=dict(name="resnet", depth=20, width=16, strides="122"), lr=0.1, patience=10,
-                 noise_std=0.1, adv_eps=8 / 255, adv_steps=7,
-                 n_eval=10000, corruptions=None, severities=[1, 2, 3, 4, 5],
-                 eps_linf=[1 / 255, 2 / 255, 4 / 255, 8 / 255], pgd_steps=20, n_attack=1000,
-                 n_dim=500, n_grad=200, grad_units=64, early_layers=["stem", "layer1.0", "layer1.1", "layer1.2"],
-                 acc_floor=0.85),
-}, alphas=alphas, n_seeds=n_seeds, epochs=epochs, eps_linf=eps_linf)
+                  early_layers=["stem", "layer1.0", "layer2.0"], acc_floor=0.95,
+                  **small_common, ensemble_eps=0.01, n_ensemble=100, n_diag=100),
+    # full: Paper D's two set-ups (ResNet-18 on Tiny ImageNet / Tiny ImageNet-C, ResNet-20 on CIFAR-10 /
+    # CIFAR-10-C), one source of truth with `--plan`, each choice with its source in reprobust/plan.py
+    "full": full_settings("04_class_selectivity"),
+}
+# A profile may hold several set-ups (data set, model, ...): `dataset` picks one (default: the profile's
+# own `dataset`); the set-up's settings replace the shared ones before parameters and overrides apply.
+_profile = PROFILES.get(profile, {})
+_chosen = dataset or _profile.get("dataset")
+if "setups" in _profile:
+    check_choice("dataset", _chosen, _profile["setups"])
+    PROFILES[profile] = {**{k: v for k, v in _profile.items() if k != "setups"}, **_profile["setups"][_chosen],
+                         "dataset": _chosen}
+elif dataset is not None:
+    check_choice("dataset", dataset, [_profile.get("dataset")])
+S = ctx.settings(PROFILES, overrides=overrides, alphas=alphas, n_seeds=n_seeds, epochs=epochs, eps_linf=eps_linf)
+check_choice("ensemble_eps", S["ensemble_eps"], S["eps_linf"])  # the PGD curve gives PGD-k at the same ε
 ACC_TOLERANCE = 0.02     # α grid rule: per-seed clean accuracy within 2 points of the same seed's α = 0
 MEASURABLE_DROP = 0.02   # a corruption "bites" when it lowers α = 0 accuracy by ≥ 2 points (mean over severities)
 TIMES = {}
@@ -153,21 +170,27 @@ S
 #   unit's SI and activation CV on the same units (for claim 5 beyond SI).
 
 # %%
-ds = load_dataset(S["dataset"], image_size=32, n_train=S["n_train"], n_test=S["n_test"])
+ds = load_dataset(S["dataset"], image_size=S["image_size"], n_train=S["n_train"], n_test=S["n_test"])
 eval_ds = with_subset(ds, n_test=min(S["n_eval"], len(ds.y_test)), seed=seed)
 x_eval, y_eval = eval_ds.x_test, eval_ds.y_test
 print(f"train {tuple(ds.x_train.shape)}, evaluation {tuple(x_eval.shape)}, classes {ds.num_classes}")
 
 t = time.perf_counter()
-if S["dataset"] == "cifar10":
-    # the real CIFAR-10-C release, all 19 files by default (frost included): its images are the CIFAR-10
-    # test set in order, so the first n_eval corrupted images of each severity belong to the first
-    # n_eval clean test images
-    names = S["corruptions"] or corr.CIFAR10C_FILES
-    cset = corr.load_cifar10c(data_dir or default_data_dir(), names, S["severities"], S["n_eval"])
-    x_eval, y_eval = ds.x_test[:S["n_eval"]], ds.y_test[:S["n_eval"]]
+if S["dataset"] in ("cifar10", "tiny_imagenet"):
+    # the real releases: CIFAR-10-C (all 19 files by default, frost included) and Tiny ImageNet-C (its 15
+    # corruptions). Their images are the clean test (validation) set in its own order, so the first
+    # n_eval corrupted images of each severity belong to the first n_eval clean test images (the test
+    # set must then be the whole split: n_test None).
+    n_c = min(S["n_eval"], len(ds.y_test))
+    if S["dataset"] == "cifar10":
+        cset = corr.load_cifar10c(data_dir or default_data_dir(), S["corruptions"] or corr.CIFAR10C_FILES,
+                                  S["severities"], n_c)
+    else:
+        cset = corr.load_tiny_imagenet_c(data_dir or default_data_dir(), S["corruptions"], S["severities"], n_c)
+    x_eval, y_eval = ds.x_test[:n_c], ds.y_test[:n_c]
     if not np.array_equal(cset.labels, y_eval.numpy()):
-        raise ValueError("CIFAR-10-C labels do not match the CIFAR-10 test labels; check --data-dir")
+        raise ValueError(f"the {S['dataset']} corruption release's labels do not match the clean test labels "
+                         "(n_test must be None); check --data-dir")
 else:
     cset = corr.cached_corrupted_set(ctx.cache, x_eval, y_eval, S["corruptions"], S["severities"], seed=seed)
 TIMES["corruptions"] = time.perf_counter() - t
@@ -202,16 +225,18 @@ ARMS = ("standard", "noise", "adversarial")
 
 
 def model_spec(alpha, model_seed, arm="standard"):
-    train = {"epochs": S["epochs"], "batch_size": 128, "lr": S["lr"], "stratified": True,
+    # `train_extra`: the full profile's augmentation / schedule (empty on smoke and quick, so their specs,
+    # i.e. their cache keys, are unchanged)
+    train = {"epochs": S["epochs"], "batch_size": S["batch_size"], "lr": S["lr"], "stratified": True,
              "val_fraction": 0.1, "patience": S["patience"],
-             "regularizer": {"name": "class_selectivity", "alpha": float(alpha)}}
+             "regularizer": {"name": "class_selectivity", "alpha": float(alpha)}, **S["train_extra"]}
     if arm == "noise":
         train["noise_std"] = S["noise_std"]
     elif arm == "adversarial":
         train["adversarial"] = {"attack": "pgd", "norm": "linf", "eps": S["adv_eps"], "steps": S["adv_steps"],
                                 "step_size": S["adv_eps"] / 2}
         train["monitor"] = "robust_accuracy"
-    return {"data": {"name": S["dataset"], "image_size": 32, "n_train": S["n_train"], "n_test": S["n_test"]},
+    return {"data": {"name": S["dataset"], "image_size": S["image_size"], "n_train": S["n_train"], "n_test": S["n_test"]},
             "model": dict(S["model"]), "train": train, "seed": int(model_seed)}
 
 
@@ -308,6 +333,25 @@ t = time.perf_counter()
 results = {k: evaluate(models[k], specs[k], k[1]) for k in keys}
 TIMES["evaluation"] = time.perf_counter() - t
 
+# The reported worst-case number: robust accuracy at one ε (`ensemble_eps`, a point of the PGD curve's
+# grid) as the worst case per image over an attack ensemble (`robust_accuracy`: "fast" = PGD-k + APGD-CE +
+# APGD-T; "standard" adds restarts, 9 APGD-T targets and Square), on the first `n_ensemble` evaluated
+# images (the PGD curve's images when n_ensemble = n_attack), the PGD member with the curve's steps.
+n_ens = min(S["n_ensemble"], len(y_eval))
+ENS_CFG = dict(eps=float(S["ensemble_eps"]), norm="linf", ensemble=S["ensemble"], pgd_steps=S["pgd_steps"],
+               apgd_steps=S["apgd_steps"], square_queries=S["square_queries"])
+
+
+def ensemble_eval(model, spec, model_seed):
+    """Clean and worst-case robust accuracy over the ensemble, and each attack's own (cached per model)."""
+    return cached_robust_accuracy(ctx.cache, model, x_eval[:n_ens].to(dev), y_eval[:n_ens].to(dev),
+                                  config={"spec": spec, "n": n_ens}, kind="ensemble04", seed=model_seed, **ENS_CFG)
+
+
+t = time.perf_counter()
+ensembles = {k: ensemble_eval(models[k], specs[k], k[1]) for k in keys}
+TIMES["attack ensemble"] = time.perf_counter() - t
+
 # %% [markdown]
 # ### Training: accuracy and epochs per model
 # Models must be trained before they are measured: each model's epochs, best epoch, validation and
@@ -333,10 +377,17 @@ for (alpha, s, arm), r in results.items():
                      corrupted_rel=float(r["corrupted"].mean() / r["clean"]),
                      pgd_auc=auc(r["pgd"]), pgd_auc_rel=auc(r["pgd"]) / r["clean"],
                      fgsm_auc=auc(r["fgsm"]), fgsm_auc_rel=auc(r["fgsm"]) / r["clean"],
+                     pgd_at_ens_eps=float(r["pgd"][eps_grid.index(S["ensemble_eps"])]),
+                     ens_clean=ensembles[alpha, s, arm]["clean"],
+                     **{f"ens_{a}": v for a, v in ensembles[alpha, s, arm]["per_attack"].items()},
+                     ensemble=ensembles[alpha, s, arm]["robust"],
+                     ensemble_rel=ensembles[alpha, s, arm]["robust"] / max(ensembles[alpha, s, arm]["clean"], 1e-12),
                      cv_samples=float(np.nanmean([g["cv_across_samples"] for g in r["grads"]])),
                      cv_units=float(np.nanmean([g["cv_across_units"] for g in r["grads"]]))))
 per_model = pd.DataFrame(rows)
-ctx.save_table(per_model, "per_model", caption="One row per trained model (α, seed, arm)")
+ctx.save_table(per_model, "per_model", caption=f"One row per trained model (α, seed, arm); pgd_at_ens_eps: PGD-{S['pgd_steps']} "
+               f"accuracy at ε={S['ensemble_eps']:g}; ensemble: the '{S['ensemble']}' ensemble's worst case at that ε on the "
+               f"first {n_ens} images (ens_clean: their clean accuracy, ens_<attack>: each attack alone)")
 grid = per_model[per_model.arm == "standard"]
 alpha_list = sorted(set(grid.alpha))
 
@@ -347,7 +398,7 @@ def by_seed(frame, col):
 
 
 SI = by_seed(grid, "mean_si")
-summary_cols = ["mean_si", "clean_acc", "corrupted_rel", "pgd_auc_rel", "fgsm_auc_rel", "cv_samples"]
+summary_cols = ["mean_si", "clean_acc", "corrupted_rel", "pgd_auc_rel", "fgsm_auc_rel", "ensemble_rel", "cv_samples"]
 per_alpha = grid.groupby("alpha")[summary_cols].agg(["mean", "std"])
 per_alpha.columns = [f"{c}_{f}" for c, f in per_alpha.columns]
 ctx.save_table(per_alpha.reset_index(), "per_alpha", caption="Per-α means and seed SD (standard arm)")
@@ -446,9 +497,17 @@ ctx.save_figure(fig, "corruption_robustness", caption="Corrupted/clean accuracy 
                 "drop per corruption (measurable in blue); per-seed curves against SI")
 
 # %% [markdown]
-# ## 3. Worst-case robustness: FGSM and PGD
+# ## 3. Worst-case robustness: FGSM and PGD, and the attack ensemble
 # Expected (claim 2): higher SI → higher adversarial accuracy. Guard against gradient masking: PGD
 # (random start, 10 steps) must never be weaker than FGSM.
+#
+# **Which number claim 2 reads.** The paper measures worst-case robustness with FGSM and PGD over an ε
+# sweep, so the PGD and FGSM areas under the accuracy–ε curve (divided by clean accuracy) stay as the
+# paper's measure, with their claim rows. PGD with few steps and one start overstates robustness, and
+# sparse high-SI networks are the kind that could mask gradients (spec pitfall 7), so the claim's
+# honest reading is the **ensemble's** clean-normalised robust accuracy at `ensemble_eps` (worst case
+# per image over PGD-k, APGD-CE and APGD-T), its own row "2. (attack ensemble)". `attack_diagnostics`
+# checks the attacks on the extreme-α and the adversarially trained models of the first seed.
 
 # %%
 PGD_REL, FGSM_REL = by_seed(grid, "pgd_auc_rel"), by_seed(grid, "fgsm_auc_rel")
@@ -472,6 +531,40 @@ masking = [(k, e) for k, r in results.items() for e, p, f in zip(eps_grid, r["pg
            if p > f + 1.0 / n_attack_eff]
 print(f"PGD weaker than FGSM (by more than one image) in {len(masking)} of "
       f"{len(results) * len(eps_grid)} (model, ε) pairs: {masking}")
+
+# %%
+t = time.perf_counter()
+ENS_REL = by_seed(grid, "ensemble_rel")
+robust_cols = ["alpha", "seed", "arm", "mean_si", "clean_acc", "pgd_at_ens_eps", "ens_clean",
+               *[c for c in per_model.columns if c.startswith("ens_") and c != "ens_clean"], "ensemble"]
+display(per_model[robust_cols].round(3))
+# Diagnostics on the main models: the lowest- and highest-α standard models and the adversarially
+# trained arm (first seed); the transfer attack comes from the α = 0 standard model of the first seed
+# (of the second seed for that model itself).
+n_diag = min(S["n_diag"], len(y_eval))
+DIAG_KEYS = [(alpha_list[0], seeds[0], "standard"), (alpha_list[-1], seeds[0], "standard"), (0.0, seeds[0], "adversarial")]
+
+
+# "Robust accuracy reaches 0 at a large ε": 4× the larger of the evaluated ε and the adversarial arm's
+# training ε (the default 4 × ensemble_eps would leave the adversarially trained model robust by design).
+LARGE_EPS = min(1.0, 4 * max(S["ensemble_eps"], S["adv_eps"]))
+
+
+def diagnostics(key):
+    ref_key = (0.0, seeds[0], "standard")
+    kw = dict(ENS_CFG, seed=key[1], large_eps=LARGE_EPS)
+    table = cached_attack_diagnostics(ctx.cache, models[key], x_eval[:n_diag].to(dev), y_eval[:n_diag].to(dev),
+                                      config={"spec": specs[key], "reference": specs[ref_key], "n": n_diag},
+                                      kind="diagnostics04", reference_model=models[ref_key], **kw)
+    return table.assign(model=f"α={key[0]:g}, seed {key[1]}, {key[2]}")
+
+
+diag = pd.concat([diagnostics(k) for k in DIAG_KEYS], ignore_index=True)[["model", "check", "value", "threshold", "passed"]]
+ctx.save_table(diag, "attack_diagnostics", caption=f"Attack-strength checks ({n_diag} images, L∞ ε={S['ensemble_eps']:g}, "
+               f"'{S['ensemble']}' ensemble): a failing row means the reported robust accuracy is suspect")
+TIMES["attack diagnostics"] = time.perf_counter() - t
+print(f"{int((diag.passed == False).sum())} of {len(diag)} attack checks failed")  # noqa: E712 (None = not run)
+diag
 
 # %% [markdown]
 # ### Influence of single α values
@@ -673,6 +766,14 @@ claims.add("2. higher selectivity → more robust to FGSM", "slope of FGSM area/
            expected="positive", family="2", summary=per_seed_slope, **kw)
 claims.add("2. FGSM (rank version)", "Spearman ρ of FGSM area/clean with SI", si_rank_slope, SI, FGSM_REL,
            expected="positive", family="2", summary=per_seed_slope, **kw)
+# The honest worst-case number (read for the verdict on claim 2; the PGD / FGSM areas above are the
+# paper's measure): the ensemble's clean-normalised robust accuracy at one ε. Its own family, so the
+# paper-measure rows keep their Holm correction.
+claims.add("2. (attack ensemble) higher selectivity → more robust in the worst case",
+           f"slope of ensemble robust/clean accuracy (ε={S['ensemble_eps']:g}) on SI", si_slope, SI, ENS_REL,
+           expected="positive", family="2 (ensemble)", summary=per_seed_slope, **kw)
+claims.add("2. (attack ensemble, rank version)", f"Spearman ρ of ensemble robust/clean (ε={S['ensemble_eps']:g}) with SI",
+           si_rank_slope, SI, ENS_REL, expected="positive", family="2 (ensemble)", summary=per_seed_slope, **kw)
 for layer in early_layers:
     claims.add("3. early-layer dimensionality falls with selectivity", f"slope of clean n95 ({layer}) on SI",
                si_slope, SI, dim_array(layer, "corrupted", "n_clean"), expected="negative", family="3",
@@ -731,8 +832,8 @@ table[["family", "statistic", "n", "estimate", "ci_low", "ci_high", "p_holm", "v
 # between seeds and "inconclusive" is an honest outcome. Claim 4's controls matter: a perturbation
 # that is "matched in L2" is not matched in effect (PGD fools nearly every image at that size), and
 # random noise of the same norm is itself high-dimensional. Not reproduced at this scale: Tiny
-# ImageNet / ResNet-18/50, the real CIFAR-10-C (only on `full`), the real frost photographs (a
-# procedural texture here), AugMix (Gaussian-noise augmentation stands in for it).
+# ImageNet / ResNet-18 and the real CIFAR-10-C / Tiny ImageNet-C (only on `full`), ResNet-50, the real
+# frost photographs (a procedural texture here), AugMix (Gaussian-noise augmentation stands in for it).
 
 # %%
 TIMES["total"] = time.perf_counter() - T0

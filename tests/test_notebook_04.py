@@ -7,7 +7,7 @@ import pytest
 FIGURES = ("corruption_examples", "si_accuracy_vs_alpha", "corruption_robustness", "adversarial_robustness",
            "dimensionality", "gradient_variability", "bidirectionality", "tradeoff_summary")
 TABLES = ("training", "per_model", "per_alpha", "corruption_effect", "influence", "dimensionality",
-          "gradient_variability", "arms")
+          "gradient_variability", "arms", "attack_diagnostics")
 
 
 @pytest.mark.slow
@@ -47,3 +47,18 @@ def test_notebook_04_smoke(run_smoke):
     row = claims[claims["statistic"] == "mean SI, noise − standard"].iloc[0]
     arms = models[models.alpha == 0.0].pivot(index="seed", columns="arm", values="mean_si")
     assert np.isclose(row["estimate"], (arms["noise"] - arms["standard"]).mean(), rtol=1e-4, atol=1e-7)
+
+    # The reported worst-case number: the ensemble's robust accuracy at one ε, on the PGD curve's images
+    # (n_ensemble = n_attack on smoke), with PGD-10 (the curve at that ε) beside it.
+    attacks = models[["ens_pgd", "ens_apgd-ce", "ens_apgd-t"]].to_numpy()
+    assert (models.ensemble.to_numpy()[:, None] <= attacks + 1e-12).all()  # worst case over the attacks
+    assert (attacks <= models.ens_clean.to_numpy()[:, None] + 1e-12).all()
+    assert (models.pgd_at_ens_eps <= models.ens_clean + 1e-12).all()  # same images: PGD-k ≤ clean
+    assert models.ensemble.mean() <= models.pgd_at_ens_eps.mean() + 1e-12
+    np.testing.assert_allclose(models.ensemble_rel, models.ensemble / models.ens_clean.clip(lower=1e-12), rtol=1e-5)
+    rows = claims[claims.family == "2 (ensemble)"]
+    assert len(rows) == 2 and rows.statistic.str.contains("ensemble robust/clean").all()
+    # Attack-strength checks on the extreme-α and adversarially trained models of the first seed.
+    diag = pd.read_csv(folder / "attack_diagnostics.csv")
+    assert sorted(set(diag.model)) == ["α=-1, seed 0, standard", "α=0, seed 0, adversarial", "α=1, seed 0, standard"]
+    assert diag.groupby("model").size().eq(5).all() and diag.passed.isin([True, False]).all()

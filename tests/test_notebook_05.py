@@ -6,7 +6,7 @@ import pytest
 from scipy import stats as sps
 
 FIGURES = ("theory_check", "accuracy_vs_map_size", "decomposition", "pooled_perturbation", "eps_sweep")
-TABLES = ("synthetic_slopes", "convergence", "configurations", "results")
+TABLES = ("synthetic_slopes", "convergence", "configurations", "results", "robust_accuracy", "attack_diagnostics")
 
 
 @pytest.mark.slow
@@ -48,3 +48,23 @@ def test_notebook_05_smoke(run_smoke):
     assert configs.loc["122211 ×2", "map_side"] == configs.loc["112211 ×1", "map_side"] == 2
     assert configs.loc["122211 ×2", "MFLOPs_per_image"] > configs.loc["122211 ×1", "MFLOPs_per_image"]
     assert (configs.erf_corner_pixels <= configs.erf_centre_pixels).all() and (configs.erf_centre_pixels <= 64).all()
+
+    # The reported robust accuracy is the ensemble's worst case per image; PGD-20 is kept beside it.
+    robust = pd.read_csv(folder / "robust_accuracy.csv")
+    assert len(robust) == len(conv)  # one row per distinct model
+    attacks = robust[["ens_pgd", "ens_apgd-ce", "ens_apgd-t"]].to_numpy()
+    assert (robust.ensemble.to_numpy()[:, None] <= attacks + 1e-12).all()  # worst case over the attacks
+    assert (attacks <= robust.ens_clean.to_numpy()[:, None] + 1e-12).all()  # an attack only removes images
+    assert (robust.pgd <= robust.natural + 1e-12).all()
+    assert robust.ensemble.mean() <= robust.pgd.mean() + 1e-12  # the ensemble is at least as strong on average
+    results = pd.read_csv(folder / "results.csv")
+    assert results.ensemble.str.contains("±").all()
+    # ... and it is what the robust-accuracy claim reads; the PGD-20 rows are their own family.
+    assert claims.statistic.str.startswith("slope of ensemble on log2(map side), avg head").sum() == 2
+    assert set(claims[claims.statistic.str.startswith("slope of pgd on")].family) == {"map size → PGD-20 robust accuracy"}
+    # Attack-strength checks on the main models (base and largest map at ×1), each a rule with a verdict.
+    diag = pd.read_csv(folder / "attack_diagnostics.csv")
+    assert set(diag.model.str.split(",").str[0]) == {"122211 ×1", "112211 ×1"}
+    assert diag.groupby("model").size().eq(5).all()
+    assert diag.check.str.contains("large eps").sum() == 2 and diag.check.str.contains("Square").sum() == 2
+    assert diag.passed.isin([True, False]).all()

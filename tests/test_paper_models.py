@@ -168,3 +168,18 @@ def test_preact_resnet32_is_pre_activation_with_the_same_convolutions():
     assert conv(pre) == conv(post)
     # 0.46M as He et al.'s ResNet-32 (BN placement changes the count by a few hundred parameters)
     assert 0.46e6 <= n_params(pre) < 0.47e6
+
+
+@pytest.mark.parametrize("name,strides,size", [("resnet18", "1122", 8), ("preact_resnet18", "1222", 4),
+                                               ("vgg16_bn", "11222", 4), ("alexnet", "1122", 7)])
+def test_width_shrinks_channels_but_keeps_the_stride_geometry(name, strides, size):
+    # `width` exists for tiny end-to-end runs of the full profile: fewer channels, same map sizes.
+    full = build_model(name, input_shape=(3, 32, 32), num_classes=10, strides=strides)
+    tiny = build_model(name, input_shape=(3, 32, 32), num_classes=10, strides=strides, width=8).eval()
+    assert n_params(tiny) < n_params(full) / 8
+    seen = {}
+    tiny.pool.register_forward_hook(lambda m, i, o: seen.update(shape=i[0].shape))
+    assert tiny(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    assert tuple(seen["shape"][-2:]) == (size, size) and seen["shape"][1] <= 64  # 512 (alexnet 256) at full width
+    with pytest.raises(ValueError, match="width"):
+        build_model(name, input_shape=(3, 32, 32), num_classes=10, width=0)

@@ -28,10 +28,18 @@ def test_every_planned_model_exists_in_the_registry(notebook):
 
 def test_paper_e_grid_is_the_paper_s_set_up():
     plan = P.notebook_plan("05_feature_maps")
-    assert {t.epochs for t in plan.trains} == {110} and {t.passes_per_image for t in plan.trains} == {11}
-    strides = {(t.model["name"], t.model["strides"]) for t in plan.trains}
-    assert {("resnet18", "1222"), ("resnet18", "1122")} <= strides
-    assert sum(t.count for t in plan.trains if t.model == {"name": "resnet18", "strides": "1122"}) == 5
+    # PGD-AT with 10 steps (11 passes per image) and the matched standard control, 110 epochs
+    assert {t.epochs for t in plan.trains} == {110} and {t.passes_per_image for t in plan.trains} == {1, 11}
+    strides = {(t.model["name"], t.model["strides"], t.model["upsample"]) for t in plan.trains}
+    assert {("resnet18", "1222", 1), ("resnet18", "1122", 1), ("resnet18", "1222", 2)} <= strides
+    assert {("preact_resnet18", "1122", 1), ("vgg16_bn", "11222", 1), ("alexnet", "1122", 1)} <= strides
+    at_1122 = [t for t in plan.trains if t.model == {"name": "resnet18", "strides": "1122", "head": "avg", "upsample": 1}
+               and t.passes_per_image == 11]
+    assert sum(t.count for t in at_1122) == 5
+    # the notebook reads the same settings: its schedule, augmentation and ensemble are the paper's
+    s = P.full_settings("05_feature_maps")
+    assert s["train_extra"]["milestones"] == [100, 105] and s["train_extra"]["augment"]["pad_mode"] == "reflect"
+    assert s["at_step_size"] == pytest.approx(2 / 255) and s["ensemble"] == "standard"
 
 
 def test_resnet18_flops_match_the_published_figure():
@@ -43,10 +51,14 @@ def test_gpu_hours_follow_from_the_grid(monkeypatch):
     monkeypatch.setattr(P, "forward_flops", lambda model, dataset: 1e10)
     rows, source = P.plan_table(["05_feature_maps"])
     per_pass = 3 * 1e10 / P.REFERENCE_FLOPS
-    train = 17 * 110 * 50_000 * 11
-    evals = 17 * 10_000 * (1000 + 20)
+    # 3 ResNet-18 configurations × 2 heads, 5 seeds, standard (1 pass) + PGD-AT (11 passes), and 6 other
+    # networks with PGD-AT, one seed each; 110 epochs on the 45,000 images left after the validation split
+    train = (6 * 5 * (1 + 11) + 6 * 11) * 110 * 45_000
+    # every model: PGD-20 × 2 (robust, consistency) + FGSM + DeepFool-50 + L2 PGD-20 + a 7-ε sweep of PGD-10
+    # = 221 passes, and the standard ensemble: 5 × PGD-20 + (5 + 9) × APGD-100 + 5,000 Square queries / 3
+    evals = 66 * 10_000 * (221 + 100 + 1400 + 5000 / 3)
     assert rows[0]["gpu_hours"] == pytest.approx((train + evals) * per_pass / 3600)
-    assert rows[0]["models"] == 17 and rows[0]["model_epochs"] == 17 * 110
+    assert rows[0]["models"] == 66 and rows[0]["model_epochs"] == 66 * 110
     assert "396 TFLOP/s" in source
     # tiny models are costed at the throughput ceiling, not at their FLOPs
     monkeypatch.setattr(P, "forward_flops", lambda model, dataset: 1.0)
@@ -59,7 +71,7 @@ def test_run_plan_prints_the_table_and_runs_nothing(monkeypatch, capsys):
     monkeypatch.setattr(run, "execute", lambda *a, **k: pytest.fail("--plan must not run notebooks"))
     assert run.main(["--profile", "full", "--plan", "--only", "05", "-p", "epochs", "10"]) == 0
     out = capsys.readouterr().out
-    assert "| 05_feature_maps | 17 | 170 |" in out and "est. GPU-hours" in out
+    assert "| 05_feature_maps | 66 | 660 |" in out and "est. GPU-hours" in out
     assert run.main(["--profile", "quick", "--plan", "--only", "05"]) == 2
     assert "--profile full --plan" in capsys.readouterr().err
 
@@ -67,3 +79,18 @@ def test_run_plan_prints_the_table_and_runs_nothing(monkeypatch, capsys):
 def test_measured_cost_is_seconds_per_image():
     t = P.measured_pass_seconds({"name": "lenet"}, "mnist", "cpu", batch_size=8, steps=1)
     assert 0 < t < 1
+
+
+def test_paper_d_grid_has_both_set_ups_in_the_notebook_s_keys():
+    s = P.full_settings("04_class_selectivity")
+    assert s["dataset"] == "tiny_imagenet" and set(s["setups"]) == {"tiny_imagenet", "cifar10"}
+    assert s["setups"]["tiny_imagenet"]["model"] == {"name": "resnet18"} and s["setups"]["tiny_imagenet"]["image_size"] == 64
+    assert s["setups"]["cifar10"]["model"]["depth"] == 20 and s["ensemble_eps"] in s["eps_linf"]
+    plan = P.notebook_plan("04_class_selectivity")
+    # per set-up: 9 α × 5 seeds, plus the noise and adversarial arms (5 seeds each)
+    for ds in ("tiny_imagenet", "cifar10"):
+        assert sum(t.count for t in plan.trains if t.dataset == ds) == (9 + 2) * 5
+    adv = [t for t in plan.trains if "adversarial" in t.label]
+    assert {t.passes_per_image for t in adv} == {8}
+    corr = {e.dataset: e.n_images for e in plan.evals if "corruptions" in e.label}
+    assert corr == {"tiny_imagenet": 10_000 * 15 * 5, "cifar10": 10_000 * 19 * 5}  # every file of each release

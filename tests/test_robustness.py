@@ -132,3 +132,24 @@ def test_diagnostics_without_a_reference_model_mark_transfer_as_not_run(adv_cnn,
     table = attack_diagnostics(adv_cnn, x, y, eps=0.1, apgd_steps=10, square_queries=50, restarts=1)
     row = table[table.check.str.startswith("transfer")].iloc[0]
     assert row.passed is None and np.isnan(row.value)
+
+
+def test_cached_helpers_key_on_the_settings_and_reuse_entries(adv_cnn, digits, cache, monkeypatch):
+    from reprobust import robustness as R
+
+    x, y = digits.x_test[:30], digits.y_test[:30]
+    first = R.cached_robust_accuracy(cache, adv_cnn, x, y, config={"model": "adv_cnn", "n": 30}, eps=0.15, seed=1, **FAST)
+    direct = robust_accuracy(adv_cnn, x, y, eps=0.15, seed=1, **FAST)
+    assert (first["clean"], first["robust"], first["per_attack"]) == (direct.clean, direct.robust, direct.per_attack)
+    assert first["first_success"] == list(direct.first_success) and "x_adv" not in first
+    # a second call with the same settings is a cache hit; another ε is a new entry
+    monkeypatch.setattr(R, "robust_accuracy", lambda *a, **k: pytest.fail("recomputed a cached entry"))
+    assert R.cached_robust_accuracy(cache, adv_cnn, x, y, config={"model": "adv_cnn", "n": 30}, eps=0.15, seed=1,
+                                    **FAST) == first
+    with pytest.raises(pytest.fail.Exception):
+        R.cached_robust_accuracy(cache, adv_cnn, x, y, config={"model": "adv_cnn", "n": 30}, eps=0.2, seed=1, **FAST)
+    monkeypatch.undo()
+    kw = dict(eps=0.1, apgd_steps=10, square_queries=50, restarts=1)
+    table = R.cached_attack_diagnostics(cache, adv_cnn, x[:20], y[:20], config={"model": "adv_cnn"}, **kw)
+    again = R.cached_attack_diagnostics(cache, adv_cnn, x[:20], y[:20], config={"model": "adv_cnn"}, **kw)
+    assert list(table.columns) == ["check", "value", "threshold", "passed"] and table.equals(again)

@@ -293,3 +293,54 @@ def attack_diagnostics(model, x, y, *, eps: float, norm: str = "linf", reference
                  whitebox, square_robust >= whitebox))
     rows = [(c, float(v), float(t), None if p is None else bool(p)) for c, v, t, p in rows]
     return pd.DataFrame(rows, columns=["check", "value", "threshold", "passed"])
+
+
+def cached_robust_accuracy(cache, model, x, y, *, config: dict, kind: str = "robust_accuracy", **kwargs) -> dict:
+    """:func:`robust_accuracy` of one model, summarised and cached: what a notebook reports per model.
+
+    The cache key is ``config`` (what identifies the model and the images, e.g. ``{"spec": spec, "n": 100}``)
+    plus every attack setting in ``kwargs``. The adversarial images are not kept (10,000 CIFAR images are
+    120 MB per model).
+
+    Parameters
+    ----------
+    cache : reprobust.cache.Cache
+    model, x, y : as in :func:`robust_accuracy`
+    config : dict, the model's identity (its training spec) and the images'
+    kind : str, the cache folder
+    **kwargs : the settings of :func:`robust_accuracy` (``eps`` required)
+
+    Returns
+    -------
+    dict with ``clean``, ``robust`` (floats), ``per_attack`` (dict) and ``first_success`` (list of str)
+
+    Example
+    -------
+    >>> r = cached_robust_accuracy(ctx.cache, net, x[:100], y[:100], config={"spec": spec, "n": 100},
+    ...                            eps=8 / 255, ensemble="fast", seed=0)
+    >>> r["robust"] <= min(r["per_attack"].values()) <= r["clean"]
+    True
+    """
+    def compute():
+        res = robust_accuracy(model, x, y, **kwargs)
+        return {"clean": res.clean, "robust": res.robust, "per_attack": dict(res.per_attack),
+                "first_success": [str(v) for v in res.first_success]}
+
+    return cache.get_or_compute(kind, {**config, **kwargs}, compute)
+
+
+def cached_attack_diagnostics(cache, model, x, y, *, config: dict, kind: str = "attack_diagnostics",
+                              **kwargs) -> pd.DataFrame:
+    """:func:`attack_diagnostics` of one model, cached under ``config`` plus the settings in ``kwargs``.
+
+    ``config`` identifies the model, its reference model (the transfer attack's source, passed in
+    ``kwargs`` as ``reference_model``; name it in ``config``, e.g. by its spec) and the images; the
+    reference model itself is left out of the key.
+
+    Returns
+    -------
+    DataFrame as :func:`attack_diagnostics` returns it
+    """
+    key = {**config, **{k: v for k, v in kwargs.items() if k != "reference_model"}}
+    table = cache.get_or_compute(kind, key, lambda: attack_diagnostics(model, x, y, **kwargs).to_dict("list"))
+    return pd.DataFrame(table)

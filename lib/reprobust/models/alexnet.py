@@ -27,16 +27,21 @@ class AlexNet(nn.Module):
     dropout : float, default 0.5
     head : {'avg', 'max'}, default 'avg'
     upsample : int, default 1
+    width : int, default 64
+        Channels of the first conv; every conv and dense width scales by ``width / 64`` (64 is the
+        CIFAR AlexNet). Smaller widths only serve tests and tiny end-to-end runs of the ``full`` profile.
 
     ``layer_names``: ``conv1``, ``pool1``, ``conv2``, ``pool2``, ``conv3``, ``conv4``, ``conv5``,
     ``pool3``, ``pool`` (global), ``fc1``, ``fc2``.
     """
 
     def __init__(self, *, input_shape, num_classes, mean=None, std=None, strides="1122", dropout=0.5,
-                 head="avg", upsample=1, upsample_mode="nearest"):
+                 head="avg", upsample=1, upsample_mode="nearest", width=64):
         super().__init__()
         c = input_shape[0]
         check_range("dropout", dropout, low=0, high=1, high_inclusive=False)
+        check_range("width", width, low=1)
+        w = {n: max(1, n * width // 64) for n in (64, 192, 384, 256, 512)}
         s = self.strides = parse_strides(strides, 4)
         self._upsample = upsample
         self.stem = InputStem(c, mean, std, upsample=upsample, upsample_mode=upsample_mode)
@@ -44,16 +49,16 @@ class AlexNet(nn.Module):
         def conv(i, o, k, stride=1):
             return nn.Sequential(nn.Conv2d(i, o, k, stride=stride, padding=k // 2), nn.ReLU())
 
-        self.conv1, self.pool1 = conv(c, 64, 5, s[0]), nn.MaxPool2d(2, s[1])
-        self.conv2, self.pool2 = conv(64, 192, 5), nn.MaxPool2d(2, s[2])
-        self.conv3, self.conv4, self.conv5 = conv(192, 384, 3), conv(384, 256, 3), conv(256, 256, 3)
+        self.conv1, self.pool1 = conv(c, w[64], 5, s[0]), nn.MaxPool2d(2, s[1])
+        self.conv2, self.pool2 = conv(w[64], w[192], 5), nn.MaxPool2d(2, s[2])
+        self.conv3, self.conv4, self.conv5 = conv(w[192], w[384], 3), conv(w[384], w[256], 3), conv(w[256], w[256], 3)
         self.pool3 = nn.MaxPool2d(2, s[3])
         self.pool = GlobalPool(head)
-        self.fc1 = nn.Sequential(nn.Linear(256, 512), nn.ReLU())
+        self.fc1 = nn.Sequential(nn.Linear(w[256], w[512]), nn.ReLU())
         self.drop1 = nn.Dropout(dropout)
-        self.fc2 = nn.Sequential(nn.Linear(512, 512), nn.ReLU())
+        self.fc2 = nn.Sequential(nn.Linear(w[512], w[512]), nn.ReLU())
         self.drop2 = nn.Dropout(dropout)
-        self.classifier = nn.Linear(512, num_classes)
+        self.classifier = nn.Linear(w[512], num_classes)
         self.layer_names = ["conv1", "pool1", "conv2", "pool2", "conv3", "conv4", "conv5", "pool3", "pool",
                             "fc1", "fc2"]
         h = self.feature_map_size(input_shape[1:])

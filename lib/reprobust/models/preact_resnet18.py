@@ -9,6 +9,7 @@ from torch import nn
 
 from . import register_model
 from ._common import GlobalPool, InputStem, parse_strides
+from ..validation import check_range
 
 
 class PreActBasicBlock(nn.Module):
@@ -43,29 +44,33 @@ class PreActResNet18(nn.Module):
     head : {'avg', 'max'}, default 'avg'
     upsample : int, default 1
     upsample_mode : {'nearest', 'bilinear', 'bicubic'}
+    width : int, default 64
+        Channels of the first stage (stages: width × 1, 2, 4, 8); 64 is PreActResNet-18. Smaller widths
+        only serve tests and tiny end-to-end runs of the ``full`` profile on a CPU.
 
     ``layer_names``: ``conv1``, ``layer1.0`` … ``layer4.1`` (block outputs), ``relu_final``, ``pool``.
     """
 
     def __init__(self, *, input_shape, num_classes, mean=None, std=None, strides="1222", head="avg",
-                 upsample=1, upsample_mode="nearest"):
+                 upsample=1, upsample_mode="nearest", width=64):
         super().__init__()
         c = input_shape[0]
+        check_range("width", width, low=1)
         self.strides = parse_strides(strides, 4)
         self.stem = InputStem(c, mean, std, upsample=upsample, upsample_mode=upsample_mode)
-        self.conv1 = nn.Conv2d(c, 64, 3, 1, 1, bias=False)
+        self.conv1 = nn.Conv2d(c, width, 3, 1, 1, bias=False)
         self.layer_names = ["conv1"]
-        in_ch = 64
-        for s, (ch, stride) in enumerate(zip((64, 128, 256, 512), self.strides), start=1):
+        in_ch = width
+        for s, (ch, stride) in enumerate(zip((width, 2 * width, 4 * width, 8 * width), self.strides), start=1):
             self.add_module(f"layer{s}", nn.Sequential(PreActBasicBlock(in_ch, ch, stride),
                                                        PreActBasicBlock(ch, ch, 1)))
             self.layer_names += [f"layer{s}.0", f"layer{s}.1"]
             in_ch = ch
-        self.bn_final = nn.BatchNorm2d(512)
+        self.bn_final = nn.BatchNorm2d(8 * width)
         self.relu_final = nn.ReLU()
         self.pool = GlobalPool(head)
         self.layer_names += ["relu_final", "pool"]
-        self.classifier = nn.Linear(512, num_classes)
+        self.classifier = nn.Linear(8 * width, num_classes)
 
     def forward(self, x):
         x = self.conv1(self.stem(x))

@@ -13,6 +13,7 @@ from torch import nn
 from . import register_model
 from ._common import GlobalPool, InputStem, parse_strides
 from .resnet import BasicBlock
+from ..validation import check_range
 
 
 @register_model("resnet18")
@@ -27,6 +28,9 @@ class ResNet18(nn.Module):
     upsample : int, default 1
         Input upsampling inside the model (Paper E's ``--scale-factor``).
     upsample_mode : {'nearest', 'bilinear', 'bicubic'}
+    width : int, default 64
+        Channels of the first stage (the stages have width × 1, 2, 4, 8); 64 is ResNet-18. Smaller
+        widths only serve tests and tiny end-to-end runs of the ``full`` profile on a CPU.
 
     ``layer_names``: ``stem``, ``layer1.0`` … ``layer4.1`` (block outputs), ``pool``.
 
@@ -39,24 +43,25 @@ class ResNet18(nn.Module):
     """
 
     def __init__(self, *, input_shape, num_classes, mean=None, std=None, strides="1222", head="avg",
-                 upsample=1, upsample_mode="nearest"):
+                 upsample=1, upsample_mode="nearest", width=64):
         super().__init__()
         c = input_shape[0]
+        check_range("width", width, low=1)
         self.strides = parse_strides(strides, 4)
         self._upsample = upsample
         self.stem_in = InputStem(c, mean, std, upsample=upsample, upsample_mode=upsample_mode)
-        self.conv1 = nn.Conv2d(c, 64, 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(c, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.stem = nn.ReLU()
         self.layer_names = ["stem"]
-        in_ch = 64
-        for s, (ch, stride) in enumerate(zip((64, 128, 256, 512), self.strides), start=1):
+        in_ch = width
+        for s, (ch, stride) in enumerate(zip((width, 2 * width, 4 * width, 8 * width), self.strides), start=1):
             self.add_module(f"layer{s}", nn.Sequential(BasicBlock(in_ch, ch, stride), BasicBlock(ch, ch, 1)))
             self.layer_names += [f"layer{s}.0", f"layer{s}.1"]
             in_ch = ch
         self.pool = GlobalPool(head)
         self.layer_names.append("pool")
-        self.classifier = nn.Linear(512, num_classes)
+        self.classifier = nn.Linear(8 * width, num_classes)
 
     def feature_map_size(self, hw) -> tuple:
         """Spatial size ``(H, W)`` of the last block's output, by arithmetic (3×3 convs, padding 1)."""

@@ -31,16 +31,20 @@ class VGG16BN(nn.Module):
         Dropout after each dense layer.
     head : {'avg', 'max'}, default 'avg'
     upsample : int, default 1
+    width : int, default 64
+        Channels of the first stage; every conv width scales by ``width / 64`` (64 is VGG-16). Smaller
+        widths only serve tests and tiny end-to-end runs of the ``full`` profile on a CPU.
 
     ``layer_names``: ``conv1`` … ``conv13`` (post-ReLU), ``pool1`` … (each max pool kept), ``pool``
     (global pool), ``fc1`` … (post-ReLU dense layers), in execution order.
     """
 
     def __init__(self, *, input_shape, num_classes, mean=None, std=None, strides="22222", hidden=(256, 256),
-                 dropout=0.5, head="avg", upsample=1, upsample_mode="nearest"):
+                 dropout=0.5, head="avg", upsample=1, upsample_mode="nearest", width=64):
         super().__init__()
         c = input_shape[0]
         check_range("dropout", dropout, low=0, high=1, high_inclusive=False)
+        check_range("width", width, low=1)
         self.strides = parse_strides(strides, 5)
         self._upsample = upsample
         self.stem = InputStem(c, mean, std, upsample=upsample, upsample_mode=upsample_mode)
@@ -48,6 +52,7 @@ class VGG16BN(nn.Module):
         in_ch, k, p = c, 0, 0
         for widths, s in zip(STAGES, self.strides):
             for ch in widths:
+                ch = max(1, ch * width // 64)
                 k += 1
                 self.add_module(f"conv{k}", nn.Sequential(nn.Conv2d(in_ch, ch, 3, padding=1),
                                                           nn.BatchNorm2d(ch), nn.ReLU()))
