@@ -739,7 +739,7 @@ kw = dict(replicates=seeds, series=("si", "y"))
 per_seed_slope = "per-seed slope over the seed's α models"
 ACC = by_seed(grid, "clean_acc")
 claims.add("check: the regulariser moves SI with α", "per-seed slope of mean SI on α", "replicate_slope",
-           alpha_list, SI, expected="positive", family="checks", replicates=seeds)
+           alpha_list, SI, expected="positive", kind="check", family="checks", replicates=seeds)
 # margin: the α-grid rule itself (clean accuracy within ACC_TOLERANCE of α = 0)
 claims.add("check: clean accuracy stays within the tolerance of α = 0 over the grid",
            "per-seed max |clean acc(α) − clean acc(0)|", "mean",
@@ -818,10 +818,10 @@ claims.add("6. adversarial training raises SI", "mean SI, adversarial − standa
 claims.add("check: Gaussian-noise augmentation improves corruption robustness",
            "corrupted/clean (all corruptions), noise − standard", "paired",
            arms["corrupted_rel"]["noise"].loc[seeds], arms["corrupted_rel"]["standard"].loc[seeds],
-           expected="positive", family="6 checks", replicates=seeds)
+           expected="positive", kind="check", family="6 checks", replicates=seeds)
 claims.add("check: adversarial training improves PGD robustness", "PGD area/clean, adversarial − standard", "paired",
            arms["pgd_auc_rel"]["adversarial"].loc[seeds], arms["pgd_auc_rel"]["standard"].loc[seeds],
-           expected="positive", family="6 checks", replicates=seeds)
+           expected="positive", kind="check", family="6 checks", replicates=seeds)
 table = claims.save(ctx)
 TIMES["claims"] = time.perf_counter() - t
 table[["family", "statistic", "n", "estimate", "ci_low", "ci_high", "p_holm", "verdict", "stability"]].round(4)

@@ -62,3 +62,7 @@ def test_notebook_04_smoke(run_smoke):
     diag = pd.read_csv(folder / "attack_diagnostics.csv")
     assert sorted(set(diag.model)) == ["α=-1, seed 0, standard", "α=0, seed 0, adversarial", "α=1, seed 0, standard"]
     assert diag.groupby("model").size().eq(5).all() and diag.passed.isin([True, False]).all()
+    # Premises (the regulariser moves SI, the arms' training does what it is for) are checks, not claims.
+    premises = claims[claims.claim.str.startswith("check:")]
+    assert len(premises) == 4 and (premises.kind == "check").all()
+    assert (claims[~claims.claim.str.startswith("check:")].kind == "claim").all()
