@@ -19,7 +19,8 @@ level). Each scores one image's whole population per forward pass; its only budg
 ``max_iter`` (generations). ART's DE is seeded here through numpy's global generator; its CMA-ES is
 not (``cma`` seeds from the clock), so the threshold rows vary by an image or two between runs.
 ART's model is wrapped with a softmax, so that it minimises the true-class *probability*, as ours
-does (``PyTorchClassifier`` returns the module's outputs), and its ``predict`` batch is raised from 128 to 4096 so that a generation is one forward pass, as ours.
+does (``PyTorchClassifier`` returns the module's outputs), and its ``predict`` batch is raised from 128
+to 4096 so that a generation is one forward pass, as ours.
 
 Equal success: ART runs at a fixed budget (≈ 400 × ``--art-iter``); ours climbs a ladder of budgets
 (population × generations, + greedy vertex passes for the threshold attack: the notebook's quick
