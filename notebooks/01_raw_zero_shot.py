@@ -621,7 +621,10 @@ ctx.save_figure(fig, "attack_success_vs_threshold", caption="Attack success vs t
 # %%
 REF = {"pixel": S["reference_pixels"], "threshold": S["reference_threshold"]}
 ref_success = (attacks[attacks.level == attacks.attack.map(REF)]
-               .pivot_table(index=["architecture", "defence", "seed"], columns="attack", values="success"))
+               # dropna=False: an attack whose success is undefined (no image of the pool classified correctly
+               # by every model, as on tiny end-to-end data) stays as a column of NaN
+               .pivot_table(index=["architecture", "defence", "seed"], columns="attack", values="success",
+                            dropna=False))
 table = metrics.set_index(["architecture", "defence", "seed"]).join(ref_success).reset_index()
 fig, axes = plt.subplots(2, 2, figsize=(9, 7.2))
 markers = dict(zip(S["defences"], "osD^vP"))

@@ -370,11 +370,21 @@ GRIDS = {"01_raw_zero_shot": _grid_01, "02_manifold_proximity": _grid_02,
 
 
 def notebook_plan(notebook: str, overrides: dict | None = None) -> NotebookPlan:
-    """The full-profile work of one notebook (settings overridden by ``overrides``, as ``-p`` does)."""
+    """The full-profile work of one notebook (settings overridden by ``overrides``, as ``-p`` does).
+
+    ``overrides`` holds ``-p NAME VALUE`` pairs; names that are not settings of the notebook are
+    ignored (another notebook's parameter), and an ``overrides`` entry (the notebooks' generic dict of
+    settings) is merged key by key, as :meth:`reprobust.context.NotebookContext.settings` does.
+    """
+    from .context import _merged
+
     s = full_settings(notebook)
-    for k, v in (overrides or {}).items():
-        if k in s:
-            s[k] = v
+    overrides = dict(overrides or {})
+    generic = overrides.pop("overrides", None) or {}
+    for source in (overrides, generic):
+        for k, v in source.items():
+            if k in s and v is not None:
+                s[k] = _merged(s[k], v)
     trains, evals = GRIDS[notebook](s)
     return NotebookPlan(notebook, trains, evals)
 
