@@ -761,6 +761,9 @@ print("phase times [s]: " + ", ".join(f"{k} {v:.1f}" for k, v in PHASES.items())
 #   ambiguous swept, degenerate references, the pixel and threshold black-box attacks calibrated against
 #   the linear model's exact minimal perturbations on one common image set, a real CapsNet with dynamic
 #   routing, defences with a bounded accuracy cost, and the claims with one number per replicate.
-# * Not reproduced at this scale: CIFAR-10 and the paper's deep architectures (`full` profile runs CIFAR-10
-#   with the registry's LeNet/CNN/ResNet/VGG/CapsNet), 1000 attacked images, the CapsNet reconstruction
-#   decoder, JPEG/thermometer/TV defences. Between-architecture correlations rest on five architectures.
+# * Not reproduced at this scale: CIFAR-10 and the paper's deep architectures, 1000 attacked images, CMA-ES
+#   (popsize 400 × 100 generations) and the CapsNet reconstruction decoder — the `full` profile runs them:
+#   WRN-16-8, pre-activation ResNet-32, NIN, All-CNN-C, DenseNet-BC-100, LeNet and the Sabour-size CapsNet
+#   with its decoder, each with the authors' optimiser and schedule (settings and sources in
+#   `reprobust.plan.FULL_SETTINGS`); JPEG/thermometer/TV defences are not implemented. Between-architecture
+#   correlations here rest on five architectures.

@@ -789,10 +789,11 @@ claims_df[["claim", "statistic", "estimate", "ci_low", "ci_high", "p_holm", "ver
 # and the L0 attack: differences there are largely the stopping rules. In the matched panel the AE
 # fractions are read against the clean floor, and the SNNL ratios against two halves of the test set.
 #
-# **Not reproduced here:** MNIST and CIFAR-10 at paper scale (`profile="full"`; CIFAR-10 with
-# `dataset="cifar10", models_list="vgg"`), the per-class-pair (top-confusion) analysis and the optional PCA
-# before projection, the class-matched test reference and the class-label SNNL variant, and the paper's
-# exact attack settings (1,000 steps, 30–50 binary-search steps).
+# **Not reproduced here:** MNIST and CIFAR-10 at paper scale (`profile="full"`: the paper's CIFAR-10 CONV
+# network, or with `dataset="mnist"` its FC network and our LeNet for its CONV one, with the paper's ε,
+# attack iterations, k and training schedule — settings and sources in `reprobust.plan.FULL_SETTINGS`),
+# the per-class-pair (top-confusion) analysis and the optional PCA before projection, the class-matched
+# test reference and the class-label SNNL variant.
 
 # %% [markdown]
 # ## Closing summary: matched vs unmatched, and the references

@@ -93,7 +93,11 @@ overrides = None           # dict of any of the profile's settings (tests use it
 #   images (batch 16), one ÷10 learning-rate decay at 40% then a long phase; checkpoints evaluated every few epochs;
 #   "best" is chosen on a validation half of the test set and the drop best → last is measured on the other
 #   half (McNemar per seed). Matched-drift control: standard training with the same schedule and epochs.
-# * Width sweep: standard and L∞ training at width ×1, ×2 (full: ×1–×8) on a 300-image subset.
+# * Width sweep: standard and L∞ training at width ×1, ×2 on a 300-image subset (full: WRN-28-k,
+#   k = 1, 2, 4, 8, 10, on the whole training set).
+# * Full profile: the paper's WRN-28-4 on CIFAR-10 with crop + flip, ε∞ = 8/255 / ε₂ = 1.0, PGD-10 training,
+#   PGD-20 features, CKA batches of 1,024 × 3 passes over the 10k test images (settings and sources in
+#   `reprobust.plan.FULL_SETTINGS`).
 # * Block structure: (i) *stage contrast*, mean CKA within a resolution stage minus between stages;
 #   (ii) *block contrast* with blocks found from the CKA matrix itself (the exact best segmentation into runs
 #   of consecutive layers more similar than the network's average pair, `cka.contiguous_blocks`);
