@@ -71,6 +71,7 @@ overfit_eval_every = None  # evaluate / compare every k-th checkpoint
 widths = None              # width multipliers of the width sweep
 width_n_train = None       # training subset of the width sweep
 width_epochs = None
+overrides = None           # dict of any of the profile's settings (tests use it to shrink the full profile)
 
 # %% [markdown]
 # **Defaults where the paper is silent** (all overridable above):
@@ -92,7 +93,11 @@ width_epochs = None
 #   images (batch 16), one ÷10 learning-rate decay at 40% then a long phase; checkpoints evaluated every few epochs;
 #   "best" is chosen on a validation half of the test set and the drop best → last is measured on the other
 #   half (McNemar per seed). Matched-drift control: standard training with the same schedule and epochs.
-# * Width sweep: standard and L∞ training at width ×1, ×2 (full: ×1–×8) on a 300-image subset.
+# * Width sweep: standard and L∞ training at width ×1, ×2 on a 300-image subset (full: WRN-28-k,
+#   k = 1, 2, 4, 8, 10, on the whole training set).
+# * Full profile: the paper's WRN-28-4 on CIFAR-10 with crop + flip, ε∞ = 8/255 / ε₂ = 1.0, PGD-10 training,
+#   PGD-20 features, CKA batches of 1,024 × 3 passes over the 10k test images (settings and sources in
+#   `reprobust.plan.FULL_SETTINGS`).
 # * Block structure: (i) *stage contrast*, mean CKA within a resolution stage minus between stages;
 #   (ii) *block contrast* with blocks found from the CKA matrix itself (the exact best segmentation into runs
 #   of consecutive layers more similar than the network's average pair, `cka.contiguous_blocks`);
@@ -117,6 +122,7 @@ from reprobust.data import load_dataset
 from reprobust.dispatch import train_grid
 from reprobust.features import capture_activations
 from reprobust.metrics import cka as C
+from reprobust.plan import full_settings
 from reprobust.plotting import heatmap
 from reprobust.train import load_state, predict, trained_model
 
@@ -125,33 +131,34 @@ phase = {}
 ctx = setup_notebook("03_representation_similarity", profile=profile, seed=seed, device=device,
                      data_dir=data_dir, cache_dir=cache_dir, output_dir=output_dir)
 S = ctx.settings({
-    "smoke": dict(dataset="digits", channels=(8, 8, 16, 16, 32), n_seeds=2, epochs=2, n_train=300, n_test=120,
+    # `model` is the registry spec of every network; `width_option` names its option that the width
+    # multipliers below set (`width` for the CNN, `widen` for the WRN); `width` is the main models' value.
+    "smoke": dict(dataset="digits", model=dict(name="cnn", channels=(8, 8, 16, 16, 32), strides="11212",
+                                               batchnorm=True), width_option="width", width=1, train={"lr": 0.05},
+                  n_seeds=2, epochs=2, n_train=300, n_test=120,
                   eps_linf=0.2, eps_l2=1.0, train_steps=2, attack_bn="eval", eval_steps=3, robust_steps=5,
                   robust_restarts=1, n_robust=60, cka_batch_size=60, cka_passes=1, diag_batch_sizes=(16, 60),
                   overfit_n_train=60, overfit_epochs=4, overfit_width=1, overfit_train_steps=2,
-                  overfit_eval_every=2, widths=(1, 2), width_n_train=150, width_epochs=2),
-    "quick": dict(dataset="digits", channels=(16, 16, 32, 32, 64), n_seeds=5, epochs=10, n_train=None, n_test=None,
+                  overfit_eval_every=2, overfit_batch_size=16, widths=(1, 2), width_n_train=150, width_epochs=2),
+    "quick": dict(dataset="digits", model=dict(name="cnn", channels=(16, 16, 32, 32, 64), strides="11212",
+                                               batchnorm=True), width_option="width", width=1, train={"lr": 0.05},
+                  n_seeds=5, epochs=10, n_train=None, n_test=None,
                   eps_linf=0.2, eps_l2=1.0, train_steps=3, attack_bn="eval", eval_steps=10, robust_steps=50,
                   robust_restarts=2, n_robust=100, cka_batch_size=128, cka_passes=3,
                   diag_batch_sizes=(16, 32, 64, 128, 256), overfit_n_train=100, overfit_epochs=40,
-                  overfit_width=2, overfit_train_steps=7, overfit_eval_every=5, widths=(1, 2), width_n_train=300,
-                  width_epochs=15),
-    # full: MNIST (the paper's small-scale set-up is CIFAR-10/WRN; our default), ε∞ = 0.3 (Madry et al.'s MNIST
-    # budget), CKA batch 1,024 and 3 passes (the authors' code), PGD-10 robust-overfitting training (Rice et al.)
-    "full": dict(dataset="mnist", channels=(32, 32, 64, 64, 128), n_seeds=5, epochs=30, n_train=None, n_test=2000,
-                 eps_linf=0.3, eps_l2=2.0, train_steps=7, attack_bn="train", eval_steps=20, robust_steps=50,
-                 robust_restarts=5, n_robust=1000, cka_batch_size=1024, cka_passes=3,
-                 diag_batch_sizes=(64, 256, 1024), overfit_n_train=1000, overfit_epochs=100, overfit_width=4,
-                 overfit_train_steps=10, overfit_eval_every=2, widths=(1, 2, 4, 8), width_n_train=2000,
-                 width_epochs=40),
-}, n_seeds=n_seeds, epochs=epochs, n_train=n_train, n_test=n_test, eps_linf=eps_linf, eps_l2=eps_l2,
+                  overfit_width=2, overfit_train_steps=7, overfit_eval_every=5, overfit_batch_size=16, widths=(1, 2),
+                  width_n_train=300, width_epochs=15),
+    # full: the paper's set-up, one source of truth with `--plan` (reprobust.plan.FULL_SETTINGS, each
+    # choice commented there with its source in shared/papers/paperC_cka.md)
+    "full": full_settings("03_representation_similarity"),
+}, overrides=overrides, n_seeds=n_seeds, epochs=epochs, n_train=n_train, n_test=n_test, eps_linf=eps_linf, eps_l2=eps_l2,
    train_steps=train_steps, attack_bn=attack_bn, eval_steps=eval_steps, robust_steps=robust_steps,
    robust_restarts=robust_restarts, n_robust=n_robust, cka_batch_size=cka_batch_size, cka_passes=cka_passes,
    diag_batch_sizes=diag_batch_sizes, overfit_n_train=overfit_n_train, overfit_epochs=overfit_epochs,
    overfit_width=overfit_width, overfit_train_steps=overfit_train_steps, overfit_eval_every=overfit_eval_every,
    widths=widths, width_n_train=width_n_train, width_epochs=width_epochs)
 torch.set_num_threads(min(2, torch.get_num_threads()))
-ds = load_dataset(S["dataset"], n_test=S["n_test"], subset_seed=seed)
+ds = load_dataset(S["dataset"], data_dir=data_dir, n_test=S["n_test"], subset_seed=seed)
 x_test, y_test = ds.x_test, ds.y_test
 SEEDS = [seed + i for i in range(S["n_seeds"])]
 print(f"{S['dataset']}: {len(ds.x_train)} train / {len(x_test)} test images; profile {profile}; seeds {SEEDS}")
@@ -167,13 +174,17 @@ def threat_config(threat, steps=None):
     return cfg
 
 
-def model_spec(threat, model_seed, *, n=S["n_train"], n_epochs=S["epochs"], width=1, schedule="cosine",
+def model_spec(threat, model_seed, *, n=S["n_train"], n_epochs=S["epochs"], width=None, schedule="cosine",
                batch_size=128, steps=None):
-    """The full training configuration of one model (it is also its cache key)."""
-    return {"data": {"name": S["dataset"], "n_train": n, "subset_seed": seed},
-            "model": {"name": "cnn", "channels": S["channels"], "strides": "11212", "batchnorm": True,
-                      "width": width},
-            "train": {"epochs": n_epochs, "batch_size": batch_size, "lr": 0.05, "schedule": schedule,
+    """The full training configuration of one model (it is also its cache key).
+
+    ``width`` sets the model option ``S["width_option"]`` (default: ``S["width"]``, the main models')."""
+    data = {"name": S["dataset"], "n_train": n, "subset_seed": seed}
+    if data_dir is not None:  # forwarded to training; absent from the key when unset (digits are bundled)
+        data["data_dir"] = str(data_dir)
+    model = {**S["model"], S["width_option"]: S["width"] if width is None else width}
+    return {"data": data, "model": model,
+            "train": {"epochs": n_epochs, "batch_size": batch_size, "schedule": schedule, **S["train"],
                       "adversarial": threat_config(threat, steps)},
             "seed": model_seed}
 
@@ -472,12 +483,12 @@ phase["clean vs adversarial"] = time.perf_counter() - t
 t = time.perf_counter()
 perm = np.random.default_rng(seed).permutation(len(x_test))
 val_idx, hold_idx = np.sort(perm[: len(perm) // 2]), np.sort(perm[len(perm) // 2:])
-ds_of = load_dataset(S["dataset"], n_train=S["overfit_n_train"], subset_seed=seed)
+ds_of = load_dataset(S["dataset"], data_dir=data_dir, n_train=S["overfit_n_train"], subset_seed=seed)
 of_runs = {}
 for r in ("linf", "standard"):
     for s in SEEDS:
         sp = model_spec(r, s, n=S["overfit_n_train"], n_epochs=S["overfit_epochs"], width=S["overfit_width"],
-                        schedule="one_decay", batch_size=16, steps=S["overfit_train_steps"])
+                        schedule="one_decay", batch_size=S["overfit_batch_size"], steps=S["overfit_train_steps"])
         of_runs[r, s] = (sp, trained_model(sp, cache=ctx.cache, device=ctx.device, checkpoints=True)[1])
 n_ckpt = len(of_runs["linf", seed][1])
 eval_epochs = sorted(set(range(S["overfit_eval_every"] - 1, n_ckpt, S["overfit_eval_every"])) | {n_ckpt - 1})

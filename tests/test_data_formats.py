@@ -195,3 +195,27 @@ def test_allow_download_uses_torchvision_s_downloader_with_the_published_md5(tmp
                       "90528d7ca1a48142e341f4ef8d21d0de"),
                      ("https://zenodo.org/records/2535967/files/CIFAR-10-C.tar", "CIFAR-10-C.tar",
                       "56bf5dcef84df0e2308c6dcbcbbd8499")]
+
+
+@pytest.mark.parametrize("name", ["mnist", "cifar10", "tiny_imagenet"])
+def test_synthetic_test_split_is_learnable_from_the_training_split(tmp_path, name):
+    # Every split shows the same class prototypes: the nearest training-class mean classifies the test
+    # (validation) images, so a model trained in an end-to-end run is tested on data it can fit.
+    if name == "tiny_imagenet":
+        SD.write_tiny_imagenet(tmp_path, n_classes=4, n_train_per_class=5, n_val_per_class=5)
+    else:
+        getattr(SD, f"write_{name}")(tmp_path, n_train=50, n_test=30)
+    ds = D.load_dataset(name, data_dir=tmp_path)
+    means = torch.stack([ds.x_train[ds.y_train == c].mean(0) for c in range(ds.num_classes)]).flatten(1)
+    pred = torch.cdist(ds.x_test.flatten(1), means).argmin(1)
+    assert (pred == ds.y_test).float().mean() > 0.9
+
+
+def test_cifar10c_holds_the_test_split_s_classes(tmp_path):
+    SD.write_cifar10(tmp_path, n_train=50, n_test=20)
+    SD.write_cifar10c(tmp_path, n_per_severity=20, corruptions=["fog"])
+    ds = D.load_dataset("cifar10", data_dir=tmp_path)
+    x = torch.tensor(np.load(tmp_path / "CIFAR-10-C" / "fog.npy")[:20], dtype=torch.float32).permute(0, 3, 1, 2) / 255
+    y = torch.tensor(np.load(tmp_path / "CIFAR-10-C" / "labels.npy")[:20].astype(np.int64))
+    means = torch.stack([ds.x_train[ds.y_train == c].mean(0) for c in range(10)]).flatten(1)
+    assert (torch.cdist(x.flatten(1), means).argmin(1) == y).float().mean() > 0.9

@@ -42,6 +42,52 @@ def test_paper_e_grid_is_the_paper_s_set_up():
     assert s["at_step_size"] == pytest.approx(2 / 255) and s["ensemble"] == "standard"
 
 
+@pytest.mark.parametrize("notebook", ["01_raw_zero_shot", "02_manifold_proximity", "03_representation_similarity"])
+def test_full_settings_are_in_the_notebook_s_own_keys(notebook):
+    # The notebook's settings cell takes `"full": full_settings(notebook)`; its smoke profile must name exactly
+    # the same settings, or a -p override / overrides key would mean different things per profile.
+    import re
+
+    from reprobust.paths import NOTEBOOKS_DIR
+
+    source = (NOTEBOOKS_DIR / f"{notebook}.py").read_text()
+    assert f'"full": full_settings("{notebook}")' in source
+    smoke = source[source.index('"smoke": dict('):source.index('"quick": dict(')]
+    keys = set(re.findall(r"[(,]\s*(\w+)=", smoke.replace("\n", " ")))
+    full = set(P.full_settings(notebook))
+    assert full <= keys | {"milestones"}, sorted(full - keys)
+
+
+def test_paper_a_grid_is_the_paper_s_set_up():
+    s = P.full_settings("01_raw_zero_shot")
+    plan = P.notebook_plan("01_raw_zero_shot")
+    names = {t.model["name"] for t in plan.trains}
+    assert names == {"wide_resnet", "resnet", "nin", "allconv", "densenet_bc", "lenet", "capsnet"}
+    # 7 architectures × (none + 3 training defences) × 5 seeds × (1 full + 10 leave-one-out models)
+    assert sum(t.count for t in plan.trains) == 7 * 4 * 5 * 11
+    assert {t.epochs for t in plan.trains if t.model["name"] == "capsnet"} == {50}
+    assert {t.model.get("widen") for t in plan.trains if t.model["name"] == "wide_resnet"} == {8}
+    assert s["optimizer"] == "cmaes" and s["attack_budget"]["pixel"] == {"popsize": 400, "max_iter": 100}
+
+
+def test_paper_b_and_c_grids_follow_the_data_set_and_the_width():
+    mnist = P.notebook_plan("02_manifold_proximity", {"dataset": "mnist"})
+    cifar = P.notebook_plan("02_manifold_proximity")
+    assert {t.model["name"] for t in mnist.trains} == {"mlp", "lenet"} and {t.epochs for t in mnist.trains} == {25}
+    assert {t.model["name"] for t in cifar.trains} == {"cifar_conv"} and {t.epochs for t in cifar.trains} == {40}
+    plan = P.notebook_plan("03_representation_similarity")
+    widens = {t.model["widen"] for t in plan.trains}
+    assert {t.model["name"] for t in plan.trains} == {"wide_resnet"} and {1, 2, 4, 8, 10} <= widens
+    assert plan.trains[0].model == {"name": "wide_resnet", "depth": 28, "widen": 4}
+
+
+def test_a_setting_per_data_set_needs_the_data_set():
+    assert P.for_dataset("epochs", {"mnist": 25, "cifar10": 40}, "cifar10") == 40
+    assert P.for_dataset("models", {"mlp": 1}, "cifar10") == {"mlp": 1}   # keys are not data sets: as is
+    with pytest.raises(ValueError, match="no value for dataset 'fashion_mnist'; given for: cifar10, mnist"):
+        P.for_dataset("epochs", {"mnist": 25, "cifar10": 40}, "fashion_mnist")
+
+
 def test_resnet18_flops_match_the_published_figure():
     # ResNet-18 (CIFAR stem) is commonly listed at 0.56 GMACs per 32×32 image, i.e. 1.11 GFLOPs.
     assert P.forward_flops({"name": "resnet18"}, "cifar10") == pytest.approx(1.11e9, rel=0.02)
@@ -94,3 +140,10 @@ def test_paper_d_grid_has_both_set_ups_in_the_notebook_s_keys():
     assert {t.passes_per_image for t in adv} == {8}
     corr = {e.dataset: e.n_images for e in plan.evals if "corruptions" in e.label}
     assert corr == {"tiny_imagenet": 10_000 * 15 * 5, "cifar10": 10_000 * 19 * 5}  # every file of each release
+
+
+def test_plan_takes_the_generic_overrides_dict_key_by_key():
+    plan = P.notebook_plan("03_representation_similarity", {"overrides": {"model": {"depth": 10}, "widths": [1]},
+                                                            "epochs": 3, "not_a_setting": 1})
+    assert plan.trains[0].model == {"name": "wide_resnet", "depth": 10, "widen": 4} and plan.trains[0].epochs == 3
+    assert {t.model["widen"] for t in plan.trains if "width sweep" in t.label} == {1}

@@ -35,11 +35,16 @@ def fake_wnids(n_classes: int) -> list:
     return [f"n{i:08d}" for i in range(n_classes)]
 
 
-def _images(n: int, shape: tuple, n_classes: int, seed: int):
+def _images(n: int, shape: tuple, n_classes: int, seed: int, split: int = 0):
     """``n`` uint8 images of ``shape`` (H, W[, C]) with labels ``0..n_classes-1`` cycling, each a class
-    prototype plus noise."""
-    rng = np.random.default_rng(seed)
-    protos = rng.uniform(0, 255, size=(n_classes, *shape))
+    prototype plus noise.
+
+    The prototypes depend on ``seed`` only, so that every split of one data set (train, test, a corrupted
+    copy of the test set) shows the same classes and a model trained on one split is tested on another;
+    the labels' order and the noise are drawn per ``split``.
+    """
+    protos = np.random.default_rng(seed).uniform(0, 255, size=(n_classes, *shape))
+    rng = np.random.default_rng([seed, split])
     labels = np.arange(n) % n_classes
     rng.shuffle(labels)
     noise = rng.normal(0, 40, size=(n, *shape))
@@ -74,7 +79,7 @@ def write_mnist(root, *, variant: str = "mnist", n_train: int = 60, n_test: int 
     raw = root / ("MNIST" if variant == "mnist" else "FashionMNIST") / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for k, (prefix, n) in enumerate((("train", n_train), ("t10k", n_test))):
-        x, y = _images(check_range("n", n, low=1), (28, 28), 10, seed + k)
+        x, y = _images(check_range("n", n, low=1), (28, 28), 10, seed, split=k)
         _write_idx(raw / f"{prefix}-images-idx3-ubyte", x)
         _write_idx(raw / f"{prefix}-labels-idx1-ubyte", y)
     _mark(root, variant)
@@ -93,7 +98,7 @@ def write_cifar10(root, *, n_train: int = 50, n_test: int = 20, seed: int = 0) -
         with open(base / f"data_batch_{b}", "wb") as f:
             pickle.dump({"batch_label": f"training batch {b} of 5", "data": x[part].reshape(len(part), -1),
                          "labels": y[part].tolist()}, f)
-    xt, yt = _images(check_range("n_test", n_test, low=1), (3, 32, 32), 10, seed + 1)
+    xt, yt = _images(check_range("n_test", n_test, low=1), (3, 32, 32), 10, seed, split=1)
     with open(base / "test_batch", "wb") as f:
         pickle.dump({"batch_label": "testing batch 1 of 1", "data": xt.reshape(n_test, -1), "labels": yt.tolist()}, f)
     with open(base / "batches.meta", "wb") as f:
@@ -113,7 +118,9 @@ def write_cifar10c(root, *, n_per_severity: int = 10, corruptions=None, seed: in
     base.mkdir(parents=True, exist_ok=True)
     names = CIFAR10C_FILES if corruptions is None else tuple(check_choice("corruption", c, CIFAR10C_FILES)
                                                             for c in corruptions)
-    x, y = _images(check_range("n_per_severity", n_per_severity, low=1), (32, 32, 3), 10, seed)
+    # the test split's classes (write_cifar10's prototypes, channel-major there), stored height × width × channel
+    x, y = _images(check_range("n_per_severity", n_per_severity, low=1), (3, 32, 32), 10, seed, split=1)
+    x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     rng = np.random.default_rng(seed + 7)
     for name in names:
         stack = [np.clip(x.astype(np.int16) + rng.integers(-8 * s, 8 * s + 1, x.shape), 0, 255).astype(np.uint8)
@@ -151,7 +158,7 @@ def write_tiny_imagenet(root, *, n_classes: int = 4, n_train_per_class: int = 5,
         names = [f"{w}_{k}.JPEG" for k in range(len(idx))]
         _save_jpegs(base / "train" / w / "images", names, x[idx])
         (base / "train" / w / f"{w}_boxes.txt").write_text("".join(f"{n}\t0\t0\t63\t63\n" for n in names))
-    xv, yv = _images(n_classes * n_val_per_class, (64, 64, 3), n_classes, seed + 1)
+    xv, yv = _images(n_classes * n_val_per_class, (64, 64, 3), n_classes, seed, split=1)
     names = [f"val_{k}.JPEG" for k in range(len(yv))]
     _save_jpegs(base / "val" / "images", names, xv)
     (base / "val" / "val_annotations.txt").write_text(
@@ -172,7 +179,7 @@ def write_tiny_imagenet_c(root, *, n_classes: int = 4, n_per_class: int = 3, cor
     wnids = fake_wnids(check_range("n_classes", n_classes, low=2))
     names = TINY_IMAGENET_C_CORRUPTIONS if corruptions is None else tuple(
         check_choice("corruption", c, TINY_IMAGENET_C_CORRUPTIONS) for c in corruptions)
-    x, y = _images(n_classes * n_per_class, (64, 64, 3), n_classes, seed + 1)
+    x, y = _images(n_classes * n_per_class, (64, 64, 3), n_classes, seed, split=1)  # the validation images
     rng = np.random.default_rng(seed + 11)
     for name in names:
         for s in severities:
