@@ -778,7 +778,7 @@ for m in MODEL_KEYS:
                replicates=SEEDS, note="per norm: " + ", ".join(f"{a} {v:.3f}" for a, v in zip(ATTACKS, spread.mean(0))))
     acc = train_table[train_table.model == mname].sort_values("seed")["test accuracy"].to_numpy()
     claims.add(f"assumption ({mname}): the networks are trained", f"test accuracy − {ACC_FLOOR}", "mean", acc - ACC_FLOOR,
-               expected="positive", kind="claim", family=f"{mname}: training check", replicates=SEEDS,
+               expected="positive", kind="check", family=f"{mname}: training check", replicates=SEEDS,
                note=f"mean accuracy {acc.mean():.3f}")
 claims_df = claims.save(ctx)
 claims_df[["claim", "statistic", "estimate", "ci_low", "ci_high", "p_holm", "verdict", "note"]]

@@ -769,7 +769,7 @@ rob = {r: acc_table.loc[acc_table.regime == r, f"PGD-{S['robust_steps']}×{S['ro
        for r in REGIMES}
 claims.add("assumption: L∞ adversarial training makes the networks robust",
            f"PGD-{S['robust_steps']}×{S['robust_restarts']} L∞ accuracy, L∞-robust − standard", "welch",
-           rob["linf"], rob["standard"], expected="positive",
+           rob["linf"], rob["standard"], expected="positive", kind="check",
            family="assumptions", summary="per network, on the fixed robust-accuracy subset", replicates=SEEDS)
 claims_df = claims.save(ctx)
 claims_df[["id", "claim", "statistic", "n", "estimate", "ci_low", "ci_high", "p_holm", "verdict", "stability"]]

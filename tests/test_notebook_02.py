@@ -28,6 +28,8 @@ def test_notebook_02_smoke(run_smoke):
     reps = pd.read_csv(folder / "claims_replicates.csv")
     # Two seeds per architecture on smoke: every row is "not testable here" by design.
     assert (claims["n"] == 2).all() and (claims["verdict"] == "not testable here").all()
+    premises = claims[claims.claim.str.contains("assumption")]
+    assert len(premises) and (premises.kind == "check").all()
     attacks = pd.read_csv(folder / "attack_summary_per_seed.csv")
     assert set(attacks["seed"]) == {0, 1} and {"matched", "unmatched"} <= set(attacks["panel"])
     assert attacks["success rate"].between(0, 1).all()

@@ -17,6 +17,8 @@ def test_notebook_03_smoke(run_smoke):
     claims = pd.read_csv(folder / "claims.csv")
     # smoke has 2 seeds per regime: every row is "not testable here" by design
     assert (claims["verdict"] == "not testable here").all() and (claims["n"] == 2).all()
+    # premises ("assumption: ...") are checks, never counted as reproduced claims
+    assert (claims[claims.claim.str.startswith("assumption")].kind == "check").all()
     # the ensemble (worst case over PGD-10, APGD-CE, APGD-T) can only be at or below PGD-10 on the same images
     acc = pd.read_csv(folder / "model_accuracy.csv")
     for norm in ("linf", "l2"):
