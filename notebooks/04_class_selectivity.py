@@ -545,9 +545,11 @@ n_diag = min(S["n_diag"], len(y_eval))
 DIAG_KEYS = [(alpha_list[0], seeds[0], "standard"), (alpha_list[-1], seeds[0], "standard"), (0.0, seeds[0], "adversarial")]
 
 
-# "Robust accuracy reaches 0 at a large ε": 4× the larger of the evaluated ε and the adversarial arm's
-# training ε (the default 4 × ensemble_eps would leave the adversarially trained model robust by design).
-LARGE_EPS = min(1.0, 4 * max(S["ensemble_eps"], S["adv_eps"]))
+# "Robust accuracy reaches 0 at a large ε": L∞ ε = 0.5, where every [0, 1] image can be moved to the same
+# mid-grey image, so a working attack must leave (almost) nothing robust whatever the model was trained
+# for (4 × the adversarial arm's training ε still left 14% of the adversarially trained digits model
+# robust on the quick profile: a budget, not a masking, question).
+LARGE_EPS = 0.5
 
 
 def diagnostics(key):
