@@ -46,6 +46,7 @@ import torch
 import torch.nn as nn
 
 from reprobust.attacks.blackbox import pixel_attack, threshold_attack
+from _timing import best_time
 from reprobust.data import load_dataset
 from reprobust.train import predict, trained_model
 
@@ -104,15 +105,6 @@ def run_ours(model, x, y, attack, th, budget, batched):
         return pixel_attack(model, x, y, th, popsize=pop, max_iter=gens, seed=0, batch_images=batched)
     return threshold_attack(model, x, y, TH / 255, popsize=pop, max_iter=gens, polish_passes=polish, seed=0,
                             batch_images=batched)
-
-
-def best_time(fn, repeats):
-    best, out = np.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def fmt_budget(budget):

@@ -21,12 +21,12 @@ smmap==5.0.3``.
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 import torch
 
 from reprobust.attacks.minimal import carlini_wagner_l2, elastic_net
+from _timing import best_time
 from reprobust.data import load_dataset
 from reprobust.train import predict, trained_model
 
@@ -52,15 +52,6 @@ def model_spec(seed=0):
             "train": {"epochs": 40, "batch_size": 64, "lr": 1e-3, "optimizer": "adam", "schedule": "constant",
                       "weight_decay": 0.0, "val_fraction": 0.1, "patience": 5},
             "seed": seed}
-
-
-def best_time(fn, repeats):
-    best, out = np.inf, None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
 
 
 def norm(delta, p):
