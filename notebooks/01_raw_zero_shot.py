@@ -390,9 +390,9 @@ def reference_rows():
     return pd.DataFrame(rows)
 
 
-references = ctx.cache.get_or_compute("raw_zero_shot_references",
-                                      {"specs": [model_spec(a, "none", None, SEEDS[0]) for a in S["architectures"]],
-                                       "split": soft_label_split}, reference_rows)
+references = pd.DataFrame(ctx.cache.get_or_compute(
+    "raw_zero_shot_references", {"specs": [model_spec(a, "none", None, SEEDS[0]) for a in S["architectures"]],
+                                 "split": soft_label_split}, lambda: reference_rows().to_dict("list")))
 trained_means = (metrics[metrics.defence == "none"].groupby("architecture")[["dbi_raw", "amalgam_raw", "dbi_cal", "amalgam_cal"]]
                  .mean().reset_index().assign(reference="trained, undefended (mean over seeds)"))
 ctx.save_table(pd.concat([references, trained_means], ignore_index=True).round(4), "metric_references",

@@ -102,3 +102,18 @@ def test_disabled_cache_writes_nothing(tmp_path):
     c = Cache(tmp_path / "c", enabled=False)
     c.get_or_compute("x", {}, lambda: torch.ones(1))
     assert not (tmp_path / "c").exists()
+
+
+def test_a_value_that_could_never_be_read_back_is_refused_at_save(cache):
+    # a DataFrame pickles fine but weights_only loading refuses it: stored, it would be "corrupted" and
+    # recomputed on every run (notebook 01's reference rows were), so save() refuses it and writes nothing
+    import pandas as pd
+
+    with pytest.raises(TypeError, match="'refs': a DataFrame cannot be read back with weights_only=True"):
+        cache.save("refs", {"a": 1}, pd.DataFrame({"x": [1.0, 2.0]}))
+    assert not any(p.is_file() for p in cache.root.rglob("*"))
+    with pytest.raises(KeyError):
+        cache.load("refs", {"a": 1})
+    # its plain-container form is stored and read back
+    cache.save("refs", {"a": 1}, pd.DataFrame({"x": [1.0, 2.0]}).to_dict("list"))
+    assert cache.load("refs", {"a": 1}) == {"x": [1.0, 2.0]}

@@ -144,6 +144,12 @@ class Cache:
         buf = io.BytesIO()
         torch.save(_encode(value), buf)
         raw = buf.getvalue()
+        try:  # what load() will do: refuse now what could never be read back (it would be recomputed forever)
+            torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 — torch raises UnpicklingError or RuntimeError here
+            raise TypeError(f"cache entry {kind!r}: a {type(value).__name__} cannot be read back with "
+                            f"weights_only=True ({type(err).__name__}); store tensors, arrays, numbers, strings "
+                            "and containers of them (e.g. DataFrame.to_dict('list'))") from None
         meta = {"kind": kind, "config": json.loads(canonical_json(cfg)), "version": version,
                 "package": __version__, "sha256": hashlib.sha256(raw).hexdigest()}
         # Data first, metadata last: an entry only counts once its metadata exists.
