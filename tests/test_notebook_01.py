@@ -40,3 +40,16 @@ def test_notebook_01_smoke(run_smoke):
     und = metrics[metrics.defence == "none"].set_index(["architecture", "seed"])["dbi_cal"]
     direct = np.mean([und["capsnet", s] - und["linear", s] for s in (0, 1)])
     assert direct == pytest.approx(row["estimate"], abs=1e-3)
+    # C1 between architectures, recomputed from the published tables: Pearson r of the architecture means
+    # (over seeds and the defences within the cost bound) of calibrated DBI and pixel success at the reference
+    row = claims[claims.statistic.str.startswith("r(dbi_cal, pixel@") & (claims.family == "C1 between")].iloc[0]
+    level = int(row["statistic"].split("pixel@")[1].split(")")[0])
+    cost = metrics.groupby("defence")["defence_cost"].mean()
+    in_bound = cost[cost <= 0.05].index  # the smoke profile's max_defence_cost
+    px = attacks[(attacks.attack == "pixel") & (attacks.level == level)]
+    table = metrics.merge(px[["architecture", "defence", "seed", "success"]], on=["architecture", "defence", "seed"])
+    means = table[table.defence.isin(in_bound)].groupby("architecture")[["dbi_cal", "success"]].mean()
+    if means["success"].notna().all() and np.ptp(means["success"]) > 0:
+        assert np.corrcoef(means["dbi_cal"], means["success"])[0, 1] == pytest.approx(row["estimate"], abs=1e-4)
+    else:
+        assert np.isnan(row["estimate"])
