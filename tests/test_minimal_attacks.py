@@ -209,7 +209,7 @@ def test_elastic_net_defaults_are_an_l1_attack_on_a_trained_mlp():
 def _matched(net, x, y, name, target):
     from reprobust.attacks import pgd
 
-    run = {"pgd": lambda: pgd(net, x, y, eps=0.6, steps=40, step_size=0.05, stop_confidence=target),
+    run = {"pgd": lambda: pgd(net, x, y, eps=0.6, steps=40, step_size=0.05, stop_confidence=target, loss="confidence"),
            "cw": lambda: carlini_wagner_l2(net, x, y, kappa=6.0, steps=60, binary_search_steps=4, initial_const=1.0,
                                            lr=0.05),
            "ead": lambda: elastic_net(net, x, y, kappa=6.0, steps=60, binary_search_steps=4, initial_const=1.0,
@@ -269,3 +269,13 @@ def test_scale_to_confidence_refuses_a_target_outside_half_to_one(fragile, bad):
     net, x, y = fragile
     with pytest.raises(ValueError, match=f"target.*{bad}"):
         scale_to_confidence(net, x, x, y, target=bad)
+
+
+def test_pgd_confidence_loss_is_untargeted_only(fragile):
+    from reprobust.attacks import pgd
+
+    net, x, y = fragile
+    with pytest.raises(ValueError, match="targeted=True"):
+        pgd(net, x, y, eps=0.1, loss="confidence", targeted=True)
+    with pytest.raises(ValueError, match="'hinge'"):
+        pgd(net, x, y, eps=0.1, loss="hinge")

@@ -68,10 +68,20 @@ class _EvalMode:
         self.model.train(self.was)
 
 
-def _loss_grad(model, x, y, targeted):
+LOSSES = ("ce", "confidence")
+
+
+def _loss_grad(model, x, y, targeted, loss_name="ce"):
     x = x.detach().requires_grad_(True)
     logits = model(x)
-    loss = F.cross_entropy(logits, y, reduction="sum")
+    if loss_name == "confidence":
+        # Log-softmax of the currently most probable wrong class: raising it concentrates the mass on one
+        # class, where the cross-entropy only removes it from the true class (and may spread it).
+        logp = logits.log_softmax(1)
+        wrong = logp.detach().scatter(1, y[:, None], float("-inf")).argmax(1)
+        loss = logp.gather(1, wrong[:, None]).sum()
+    else:
+        loss = F.cross_entropy(logits, y, reduction="sum")
     if targeted:
         loss = -loss
     (g,) = torch.autograd.grad(loss, x)
@@ -135,7 +145,7 @@ def _project(x_adv, x, eps, norm):
 
 def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 10, step_size: float | None = None,
         random_start: bool = True, restarts: int = 1, targeted: bool = False, seed: int = 0,
-        batch_size: int | None = None, stop_confidence: float | None = None) -> AttackResult:
+        batch_size: int | None = None, stop_confidence: float | None = None, loss: str = "ce") -> AttackResult:
     """Projected gradient descent on the cross-entropy inside an L∞ or L2 ball.
 
     Parameters
@@ -159,6 +169,10 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 10, step_si
         spends its whole budget and ends at whatever confidence that gives, so its examples cannot be
         compared with those of attacks that stop at a confidence (see
         :func:`reprobust.attacks.confidence.scale_to_confidence`). Success still means misclassified.
+    loss : {'ce', 'confidence'}, default 'ce'
+        Ascent on the cross-entropy of ``y`` (Madry et al.), or (untargeted only) on the log-softmax of the
+        most probable wrong class, the loss that reaches a ``stop_confidence``: the cross-entropy only
+        drives the true class down and can leave the mass spread over several wrong classes.
 
     Returns
     -------
@@ -175,6 +189,9 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 10, step_si
     check_range("restarts", restarts, low=1)
     if batch_size is not None:
         check_range("batch_size", batch_size, low=1)
+    check_choice("loss", loss, LOSSES)
+    if loss == "confidence" and targeted:
+        raise ValueError("loss='confidence' is for untargeted attacks; got targeted=True (valid: loss='ce')")
     if stop_confidence is not None:
         check_range("stop_confidence", stop_confidence, low=0, high=1, low_inclusive=False, high_inclusive=False)
     alpha = 2.5 * eps / steps if step_size is None else step_size
@@ -195,7 +212,7 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 10, step_si
                 x_adv = start[idx].clone()
                 frozen = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
                 for _ in range(steps):
-                    g, logits = _loss_grad(model, x_adv, yb, targeted)
+                    g, logits = _loss_grad(model, x_adv, yb, targeted, loss)
                     if stop_confidence is not None:
                         # The check uses the logits of the current iterate, so a frozen image keeps an
                         # iterate that is known to meet the target (no extra forward pass).
