@@ -67,7 +67,7 @@ def bench_nnls(device: str, repeats: int = 1):
         t = time.perf_counter()
         ref = np.array([reference_projection(v, q) for v, q in zip(vertices[:n_ref], queries[:n_ref])])
         ref_rate = n_ref / (time.perf_counter() - t)
-        n_sl = min(n_ref, 100 if k <= 50 else 20)  # SLSQP is slow at large k: fewer problems, same rate
+        n_sl = min(n_ref, 100 if k <= 50 else 20 if k <= 100 else 5)  # SLSQP is slow at large k: fewer problems
         t = time.perf_counter()
         sl = np.array([slsqp_projection(v, q) for v, q in zip(vertices[:n_sl], queries[:n_sl])])
         sl_rate = n_sl / (time.perf_counter() - t)
