@@ -512,6 +512,8 @@ PHASES["metrics"] = time.perf_counter() - t
 last_hidden = {m: nets[m, SEEDS[0]].layer_names[-1] for m in MODEL_KEYS}
 layer_order = {m: res[m, SEEDS[0]]["layers"] for m in MODEL_KEYS}
 print({MODEL_OPTIONS[m][0]: layer_order[m] for m in MODEL_KEYS}, "last hidden:", last_hidden)
+print(f"method 2: k_layer = min({S['k_layer']}, width // 2) per layer, k_input = {S['k_input']}, on {ctx.device}, "
+      f"memory_budget = {memory_budget} ({parse_budget(memory_budget) / 2**30:.2f} GiB)")
 
 # %% [markdown]
 # ## Method 1 — kNN class composition per layer, against the clean floor
@@ -555,7 +557,8 @@ ctx.save_table(methods_table, "manifold_methods", caption=f"Methods 1 (k={S['k']
                "query group and layer: mean over networks of the per-network fraction whose kNN vote (m1) or "
                "input-space distance (m2) sides with the true class a (AEs) or the runner-up b (clean floor); "
                f"min/max over networks; k_ge_width: the requested k_layer = {S['k_layer']} ≥ layer width (its hull "
-               "would be full-dimensional; k_layer_used is capped below)")
+               f"would be full-dimensional; k_layer_used is capped below); method 2 ran in query chunks within "
+               f"memory_budget = {memory_budget}")
 ctx.save_table(per_seed, "manifold_methods_per_seed", caption="The methods table per network (seed)")
 
 COLOURS = dict(zip([*ATTACKS, "clean", "rubbish", "test (other half)"], ["C0", "C1", "C2", "C3", "0.3", "C4", "C5"]))
