@@ -84,3 +84,23 @@ def test_notebook_02_smoke(run_smoke):
     assert (snnl["subsets"] == 5).all()
     variants = pd.read_csv(folder / "snnl_class_labels.csv")
     assert set(variants["variant"]) == {"class-matched test", "AE, true labels", "AE, predicted labels"}
+
+
+@pytest.mark.slow
+def test_notebook_02_pca_variant(tmp_path):
+    """``pca_variance`` projects in each layer's principal subspace: method 2 then sees the reduced widths
+    (below the layer's own) and chooses k from them."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "figures"
+    res = subprocess.run([sys.executable, "-m", "reprobust.run", "--profile", "smoke", "--only", "02",
+                          "-p", "pca_variance", "0.9", "--output-root", str(out), "--cache-dir", str(tmp_path / "cache")],
+                         capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    per_seed = pd.read_csv(out / "02_manifold_proximity" / "manifold_methods_per_seed.csv")
+    width = per_seed.drop_duplicates(["model", "seed", "layer"]).set_index(["model", "layer"])["layer_width"]
+    full = {("MLP", "input"): 64, ("MLP", "act1"): 128, ("MLP", "act2"): 128, ("MLP", "logits"): 10}
+    for key, w in full.items():
+        assert (width.loc[key] < w).all(), (key, width.loc[key])
+    assert (per_seed["k_layer_used"] == np.maximum(1, np.minimum(10, per_seed["layer_width"] // 2))).all()
