@@ -219,3 +219,23 @@ def test_convex_projection_chunks_give_the_unchunked_result():
     parts = convex_projection_distances(layer, q, x, y, a, b, k_layer=8, k_input=6, chunk_size=5)
     for key in ("d_true", "d_pred", "layer_residual", "preimage"):
         np.testing.assert_allclose(parts["h"][key], whole["h"][key], atol=1e-6)
+
+
+def test_convex_projection_k_per_layer():
+    """A k per layer (the notebook's min(k, width // 2)) equals separate runs with each k; a layer without
+    a k is refused in one line naming it."""
+    rng = np.random.default_rng(4)
+    x = rng.random((90, 10))
+    y = np.repeat(np.arange(3), 30)
+    layers = {"wide": x @ rng.normal(size=(10, 12)), "narrow": x @ rng.normal(size=(10, 4))}
+    q_in = rng.random((7, 10))
+    q = {"wide": q_in @ rng.normal(size=(10, 12)), "narrow": q_in @ rng.normal(size=(10, 4))}
+    a, b = rng.integers(0, 3, 7), rng.integers(0, 3, 7)
+    both = convex_projection_distances(layers, q, x, y, a, b, k_layer={"wide": 6, "narrow": 2}, k_input=5)
+    for name, k in (("wide", 6), ("narrow", 2)):
+        one = convex_projection_distances({name: layers[name]}, {name: q[name]}, x, y, a, b, k_layer=k, k_input=5)
+        assert int(both[name]["k_layer"]) == k and both[name]["weights"].shape == (7, k)
+        np.testing.assert_allclose(both[name]["d_true"], one[name]["d_true"], atol=1e-9)
+    assert not both["narrow"]["degenerate"]
+    with pytest.raises(ValueError, match=r"k_layer has no value for layer\(s\) \['narrow'\]"):
+        convex_projection_distances(layers, q, x, y, a, b, k_layer={"wide": 6}, k_input=5)

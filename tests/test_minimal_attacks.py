@@ -203,3 +203,79 @@ def test_elastic_net_defaults_are_an_l1_attack_on_a_trained_mlp():
     assert both.float().mean() >= 0.8
     cw_l1 = (cw.x_adv - xt).flatten(1).abs().sum(1)
     assert ead.norms[both].median() < 0.9 * cw_l1[both].median()
+
+
+# --- matching the wrong-class confidence (scale_to_confidence, PGD's stop rule) -------------------------
+def _matched(net, x, y, name, target):
+    from reprobust.attacks import pgd
+
+    run = {"pgd": lambda: pgd(net, x, y, eps=0.6, steps=40, step_size=0.05, stop_confidence=target, loss="confidence"),
+           "cw": lambda: carlini_wagner_l2(net, x, y, kappa=6.0, steps=60, binary_search_steps=4, initial_const=1.0,
+                                           lr=0.05),
+           "ead": lambda: elastic_net(net, x, y, kappa=6.0, steps=60, binary_search_steps=4, initial_const=1.0,
+                                      lr=0.05),
+           "l0": lambda: greedy_pixel_attack(net, x, y, max_pixels=40, levels=5, min_confidence=target)}[name]
+    return run()
+
+
+@pytest.mark.parametrize("name", ["pgd", "cw", "ead", "l0"])
+def test_scale_to_confidence_ends_at_the_target_and_still_fools(fragile, name):
+    from reprobust.attacks import scale_to_confidence, wrong_class_confidence
+
+    net, x, y = fragile
+    target = 0.95
+    raw = _matched(net, x, y, name, target)
+    res = scale_to_confidence(net, x, raw.x_adv, y, target=target, steps=30, norm="l2")
+    with torch.no_grad():
+        logits_raw, logits = net(raw.x_adv), net(res.x_adv)
+    conf_raw, conf = wrong_class_confidence(logits_raw, y), wrong_class_confidence(logits, y)
+    ok = res.success
+    assert ok.sum() >= len(x) // 2, f"{name}: only {int(ok.sum())} of {len(x)} reached the target"
+    # Success means the attack's own image reached the target; the scaled image still fools, at the target.
+    assert torch.equal(ok, (logits_raw.argmax(1) != y) & (conf_raw >= target))
+    assert bool((logits[ok].argmax(1) != y[ok]).all())
+    assert bool((conf[ok] >= target).all())
+    assert float((conf[ok] - target).max()) < 2e-3, f"{name}: confidence overshoots by {(conf[ok] - target).max():.4f}"
+    # Only the distance along the attack's direction changed: δ' = t·δ with t ≤ 1 ...
+    d_raw, d = (raw.x_adv - x).flatten(1)[ok], (res.x_adv - x).flatten(1)[ok]
+    t = (d * d_raw).sum(1) / d_raw.pow(2).sum(1)
+    assert bool((t <= 1 + 1e-6).all()) and torch.allclose(d, t[:, None] * d_raw, atol=1e-5)
+    # ... so an L0 perturbation keeps the pixels it changed and nothing else.
+    assert bool(((d.abs() > 0) <= (d_raw.abs() > 0)).all())
+    # Images that never reached the target are returned unchanged.
+    assert torch.equal(res.x_adv[~ok], raw.x_adv[~ok])
+
+
+def test_pgd_stop_confidence_freezes_at_the_target(fragile):
+    from reprobust.attacks import pgd, wrong_class_confidence
+
+    net, x, y = fragile
+    free = pgd(net, x, y, eps=0.6, steps=40, step_size=0.05, seed=0)
+    stop = pgd(net, x, y, eps=0.6, steps=40, step_size=0.05, seed=0, stop_confidence=0.95)
+    with torch.no_grad():
+        c_free, c_stop = wrong_class_confidence(net(free.x_adv), y), wrong_class_confidence(net(stop.x_adv), y)
+    assert bool(stop.success.all()) and bool((c_stop >= 0.95).all())
+    # Without the rule PGD runs to the end of its budget, far past the target; with it, it stops early.
+    assert float(c_free.median()) > 0.999 and float(c_stop.median()) < float(c_free.median())
+    # The random start already sits at L∞ = ε, so the shorter path shows in L2.
+    l2 = lambda r: (r.x_adv - x).flatten(1).norm(dim=1).median()  # noqa: E731
+    assert float(l2(stop)) < float(l2(free))
+
+
+@pytest.mark.parametrize("bad", [0.5, 1.0, 1.2])
+def test_scale_to_confidence_refuses_a_target_outside_half_to_one(fragile, bad):
+    from reprobust.attacks import scale_to_confidence
+
+    net, x, y = fragile
+    with pytest.raises(ValueError, match=f"target.*{bad}"):
+        scale_to_confidence(net, x, x, y, target=bad)
+
+
+def test_pgd_confidence_loss_is_untargeted_only(fragile):
+    from reprobust.attacks import pgd
+
+    net, x, y = fragile
+    with pytest.raises(ValueError, match="targeted=True"):
+        pgd(net, x, y, eps=0.1, loss="confidence", targeted=True)
+    with pytest.raises(ValueError, match="'hinge'"):
+        pgd(net, x, y, eps=0.1, loss="hinge")

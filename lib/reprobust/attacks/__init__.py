@@ -35,7 +35,9 @@ class AttackResult(NamedTuple):
     norms: torch.Tensor
 
 
-from .gradient import fgsm, perturbation_norm, pgd  # noqa: E402
+from .gradient import fgsm, perturbation_norm, pgd, wrong_class_confidence  # noqa: E402
 from .apgd import apgd  # noqa: E402
+from .confidence import scale_to_confidence  # noqa: E402
 
-__all__ = ["AttackResult", "apgd", "fgsm", "pgd", "perturbation_norm"]
+__all__ = ["AttackResult", "apgd", "fgsm", "pgd", "perturbation_norm", "scale_to_confidence",
+           "wrong_class_confidence"]

@@ -28,6 +28,28 @@ def perturbation_norm(delta: torch.Tensor, norm: str) -> torch.Tensor:
     return (d.abs() > 1e-8).sum(dim=1).to(d.dtype)
 
 
+def wrong_class_confidence(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Largest softmax probability over the classes other than ``y``, per row.
+
+    Parameters
+    ----------
+    logits : Tensor of shape (n, n_classes)
+    y : LongTensor of shape (n,), the true labels
+
+    Returns
+    -------
+    Tensor of shape (n,)
+        Above 0.5 the image is necessarily misclassified (the wrong class holds the majority).
+    """
+    return logits.softmax(1).scatter(1, y[:, None], 0.0).amax(1)
+
+
+def _confident_success(logits, y, targeted, confidence):
+    """Success with a softmax of at least ``confidence`` for the wrong (untargeted) or target class."""
+    conf = logits.softmax(1).gather(1, y[:, None])[:, 0] if targeted else wrong_class_confidence(logits, y)
+    return _is_success(logits, y, targeted) & (conf >= confidence)
+
+
 def _is_success(logits, y, targeted):
     pred = logits.argmax(1)
     return pred == y if targeted else pred != y
@@ -46,10 +68,20 @@ class _EvalMode:
         self.model.train(self.was)
 
 
-def _loss_grad(model, x, y, targeted):
+LOSSES = ("ce", "confidence")
+
+
+def _loss_grad(model, x, y, targeted, loss_name="ce"):
     x = x.detach().requires_grad_(True)
     logits = model(x)
-    loss = F.cross_entropy(logits, y, reduction="sum")
+    if loss_name == "confidence":
+        # Log-softmax of the currently most probable wrong class: raising it concentrates the mass on one
+        # class, where the cross-entropy only removes it from the true class (and may spread it).
+        logp = logits.log_softmax(1)
+        wrong = logp.detach().scatter(1, y[:, None], float("-inf")).argmax(1)
+        loss = logp.gather(1, wrong[:, None]).sum()
+    else:
+        loss = F.cross_entropy(logits, y, reduction="sum")
     if targeted:
         loss = -loss
     (g,) = torch.autograd.grad(loss, x)
@@ -113,7 +145,7 @@ def _project(x_adv, x, eps, norm):
 
 def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 10, step_size: float | None = None,
         random_start: bool = True, restarts: int = 1, targeted: bool = False, seed: int = 0,
-        batch_size: int | None = None) -> AttackResult:
+        batch_size: int | None = None, stop_confidence: float | None = None, loss: str = "ce") -> AttackResult:
     """Projected gradient descent on the cross-entropy inside an L∞ or L2 ball.
 
     Parameters
@@ -131,6 +163,16 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 10, step_si
     targeted : bool, default False, then ``y`` are the targets
     seed : int, seeds the random starts (deterministic on CPU)
     batch_size : int, optional, split ``x`` to bound memory (the result does not depend on it)
+    stop_confidence : float in (0, 1), optional
+        Per-image early stop: an image whose iterate is already misclassified (targeted: classified as
+        the target) with that class's softmax ≥ ``stop_confidence`` is frozen there. Without it PGD
+        spends its whole budget and ends at whatever confidence that gives, so its examples cannot be
+        compared with those of attacks that stop at a confidence (see
+        :func:`reprobust.attacks.confidence.scale_to_confidence`). Success still means misclassified.
+    loss : {'ce', 'confidence'}, default 'ce'
+        Ascent on the cross-entropy of ``y`` (Madry et al.), or (untargeted only) on the log-softmax of the
+        most probable wrong class, the loss that reaches a ``stop_confidence``: the cross-entropy only
+        drives the true class down and can leave the mass spread over several wrong classes.
 
     Returns
     -------
@@ -147,6 +189,11 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 10, step_si
     check_range("restarts", restarts, low=1)
     if batch_size is not None:
         check_range("batch_size", batch_size, low=1)
+    check_choice("loss", loss, LOSSES)
+    if loss == "confidence" and targeted:
+        raise ValueError("loss='confidence' is for untargeted attacks; got targeted=True (valid: loss='ce')")
+    if stop_confidence is not None:
+        check_range("stop_confidence", stop_confidence, low=0, high=1, low_inclusive=False, high_inclusive=False)
     alpha = 2.5 * eps / steps if step_size is None else step_size
     gen = torch.Generator().manual_seed(seed)
     x = x.detach()
@@ -163,10 +210,18 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 10, step_si
             for idx in torch.split(todo, batch_size or max(len(todo), 1)):
                 xb, yb = x[idx], y[idx]
                 x_adv = start[idx].clone()
+                frozen = torch.zeros(len(idx), dtype=torch.bool, device=x.device)
                 for _ in range(steps):
-                    g, _ = _loss_grad(model, x_adv, yb, targeted)
+                    g, logits = _loss_grad(model, x_adv, yb, targeted, loss)
+                    if stop_confidence is not None:
+                        # The check uses the logits of the current iterate, so a frozen image keeps an
+                        # iterate that is known to meet the target (no extra forward pass).
+                        frozen |= _confident_success(logits, yb, targeted, stop_confidence)
+                        if bool(frozen.all()):
+                            break
                     step = g.sign() if norm == "linf" else _l2_normalise(g)
-                    x_adv = _project(x_adv + alpha * step, xb, eps, norm).detach()
+                    stepped = _project(x_adv + alpha * step, xb, eps, norm).detach()
+                    x_adv = torch.where(frozen.view(-1, *([1] * (x.ndim - 1))), x_adv, stepped)
                 with torch.no_grad():
                     succ = _is_success(model(x_adv), yb, targeted)
                 take = succ & ~best_success[idx]

@@ -428,9 +428,10 @@ def convex_projection_distances(layer_train, layer_queries, train_inputs, train_
         The training images (input space, the space of all distances).
     train_labels : array-like of shape (n_train,)
     true_labels, pred_labels : array-like of shape (n_queries,)
-    k_layer : int
-        Neighbours defining the layer-space hull. ``k_layer >= layer dimension`` is allowed here (the
-        weights are then not unique; the solver returns a sparse optimum) and flagged in the output.
+    k_layer : int or dict[str, int]
+        Neighbours defining the layer-space hull, one value for every layer or one per layer (e.g. chosen
+        from each layer's width). ``k_layer >= layer dimension`` is allowed here (the weights are then not
+        unique; the solver returns a sparse optimum) and flagged in the output.
     k_input : int
         Neighbours defining each class's local input-space manifold; must be below the input
         dimension unless ``on_degenerate="allow"``.
@@ -451,7 +452,8 @@ def convex_projection_distances(layer_train, layer_queries, train_inputs, train_
     result : dict[str, dict[str, np.ndarray]]
         Per layer: ``"d_true"``, ``"d_pred"`` (n_queries,), ``"layer_residual"`` (distance of the
         activation to its layer hull, n_queries), ``"preimage"`` (n_queries, *input_shape),
-        ``"weights"`` (n_queries, k_layer) and ``"degenerate"`` (bool scalar array: k_layer >= dim).
+        ``"weights"`` (n_queries, k_layer), ``"degenerate"`` (bool scalar array: k_layer >= dim) and
+        ``"k_layer"`` (the layer's k, int scalar array).
 
     Example
     -------
@@ -473,8 +475,14 @@ def convex_projection_distances(layer_train, layer_queries, train_inputs, train_
     check_range("k_input", k_input, low=1, high=min_class)
     from ..memory import items_per_chunk
 
+    k_per_layer = k_layer if isinstance(k_layer, dict) else dict.fromkeys(layer_train, k_layer)
+    missing = sorted(set(layer_train) - set(k_per_layer))
+    if missing:
+        raise ValueError(f"k_layer has no value for layer(s) {missing}; valid: an int or a dict over {list(layer_train)}")
     result = {}
     for layer, train_x in layer_train.items():
+        k_layer = k_per_layer[layer]
+        check_range(f"k_layer of {layer}", k_layer, low=1, high=len(train_x))
         train_x = _flatten(_as_tensor(train_x, torch.float32, inputs.device))
         query_all = _flatten(_as_tensor(layer_queries[layer], torch.float32, inputs.device))
         # Per query: float64 neighbour stacks (points, centred copy) and their float32 gather, for the
@@ -501,6 +509,7 @@ def convex_projection_distances(layer_train, layer_queries, train_inputs, train_
             parts.append(part)
         entry = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
         entry["degenerate"] = np.array(k_layer >= train_x.shape[1])
+        entry["k_layer"] = np.array(k_layer)
         result[layer] = entry
     return result
 
