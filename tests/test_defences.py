@@ -45,3 +45,27 @@ def test_bad_defence_arguments():
         SpatialSmoothing(nn.Identity(), window=2)
     with pytest.raises(ValueError, match="bits"):
         FeatureSqueezing(nn.Identity(), bits=0)
+
+
+def test_input_defence_in_a_spec_is_trained_through_and_reloads(tmp_path):
+    """``model.input_defence`` builds the transformation into the model: training sees smoothed inputs,
+    the cached weights reload into the same wrapped model, and the output equals the plain model's on
+    pre-smoothed images."""
+    from reprobust.cache import Cache
+    from reprobust.train import build_from_spec, trained_model
+
+    spec = {"data": {"name": "digits", "n_train": 200}, "model": {"name": "mlp", "input_defence":
+            {"name": "spatial_smoothing", "window": 3}}, "train": {"epochs": 1, "batch_size": 64}, "seed": 0}
+    cache = Cache(tmp_path)
+    model = trained_model(spec, cache=cache, device="cpu")
+    assert isinstance(model, SpatialSmoothing) and model.window == 3
+    x = torch.rand(4, 1, 8, 8)
+    smoothed = SpatialSmoothing(nn.Identity()).transform(x)
+    assert torch.allclose(model(x), model.model(smoothed))
+    again = trained_model(spec, cache=cache, device="cpu")  # from the cache
+    assert torch.equal(again(x), model(x))
+    # the weights differ from a model trained on raw inputs with the same seed
+    plain = trained_model({**spec, "model": {"name": "mlp"}}, cache=cache, device="cpu")
+    assert not torch.allclose(plain(smoothed), model(x))
+    with pytest.raises(ValueError, match="test-time defence"):
+        build_from_spec({**spec, "model": {"name": "mlp", "input_defence": {"name": "jpeg"}}})

@@ -25,6 +25,7 @@ from .attacks import fgsm, pgd
 from .augment import random_crop_flip
 from .cache import Cache, atomic_write_bytes
 from .data import leave_one_out, load_dataset, stratified_batches, validation_split
+from .defences import wrap_defence
 from .device import resolve_device
 from .features import ActivationRecorder
 from .models import build_model
@@ -422,7 +423,13 @@ def spec_dataset(spec: dict):
 
 
 def build_from_spec(spec: dict, ds=None):
-    """Build the (untrained) model of a spec, seeded by ``spec['seed']``."""
+    """Build the (untrained) model of a spec, seeded by ``spec['seed']``.
+
+    ``spec['model']`` may hold ``input_defence``: ``{"name": "feature_squeezing" | "spatial_smoothing",
+    **params}``, an input transformation of :mod:`reprobust.defences` built into the model, so that it is
+    applied in training as well as at test time (the Raw Zero-Shot paper's "also during training" variant
+    of spatial smoothing, spec §2.3).
+    """
     if ds is None:
         ds, excluded = spec_dataset(spec)
     else:
@@ -430,8 +437,12 @@ def build_from_spec(spec: dict, ds=None):
     torch.manual_seed(spec.get("seed", 0))
     opts = dict(spec["model"])
     name = opts.pop("name")
+    defence = dict(opts.pop("input_defence", None) or {})
     num_classes = ds.num_classes - (excluded is not None)
-    return build_model(name, input_shape=ds.input_shape, num_classes=num_classes, mean=ds.mean, std=ds.std, **opts)
+    model = build_model(name, input_shape=ds.input_shape, num_classes=num_classes, mean=ds.mean, std=ds.std, **opts)
+    if defence:
+        model = wrap_defence(model, defence.pop("name", None), **defence)
+    return model
 
 
 def trained_model(spec: dict, *, cache: Cache | None = None, device=None, checkpoints: bool = False,
