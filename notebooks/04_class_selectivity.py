@@ -370,9 +370,9 @@ match_table = pd.DataFrame([dict(alpha=a, seed=s, eps_l2_matched=m["eps"], eps_f
                                  acc_matched=m["accuracy"], acc_corrupted=m["corrupted_accuracy"],
                                  gap=m["accuracy"] - m["corrupted_accuracy"], pgd_runs=m["evaluations"],
                                  converged=m["converged"]) for (a, s, arm), m in matched.items()])
-ctx.save_table(match_table, "effect_matched", caption=f"Effect-matched PGD-L2 per model: bisected ε (and as a fraction "
-               f"of the corruptions' L2 size {eps_l2:.2f}), accuracy against the corrupted set's "
-               f"(tolerance {MATCH_TOLERANCE:g})")
+ctx.save_table(match_table, "effect_matched",
+               caption=f"Effect-matched PGD-L2 per model: bisected ε (and as a fraction of the corruptions' L2 size "
+                       f"{eps_l2:.2f}), accuracy against the corrupted set's (tolerance {MATCH_TOLERANCE:g})")
 print(f"effect-matched PGD-L2: ε {match_table.eps_l2_matched.min():.3f}–{match_table.eps_l2_matched.max():.3f} "
       f"(ε_L2 = {eps_l2:.2f}); accuracy {match_table.acc_matched.mean():.3f} vs corrupted "
       f"{match_table.acc_corrupted.mean():.3f}; max |gap| {match_table.gap.abs().max():.3f}; "
@@ -447,7 +447,8 @@ def by_seed(frame, col):
 
 
 SI = by_seed(grid, "mean_si")
-summary_cols = ["mean_si", "clean_acc", "clean_acc_test", "corrupted_rel", "pgd_auc_rel", "fgsm_auc_rel", "ensemble_rel", "cv_samples"]
+summary_cols = ["mean_si", "clean_acc", "clean_acc_test", "corrupted_rel", "pgd_auc_rel", "fgsm_auc_rel",
+                "ensemble_rel", "cv_samples"]
 per_alpha = grid.groupby("alpha")[summary_cols].agg(["mean", "std"])
 per_alpha.columns = [f"{c}_{f}" for c, f in per_alpha.columns]
 ctx.save_table(per_alpha.reset_index(), "per_alpha", caption="Per-α means and seed SD (standard arm)")
@@ -878,7 +879,8 @@ seed_mean = "per-seed mean over the seed's α models"
 gap_check = claims.add("check: the effect-matched PGD-L2 set has the corrupted set's accuracy",
                        f"accuracy, matched PGD-L2 − corrupted (severity {sev_dim}, {n_dim} images)", "mean",
                        by_seed(match_table, "gap").mean(1), expected="equivalent", margin=MATCH_MARGIN,
-                       family="4 checks", summary=seed_mean + f"; per model ε bisected to |gap| ≤ {MATCH_TOLERANCE:g}",
+                       family="4 checks",
+                       summary=seed_mean + f"; per model ε bisected to |gap| ≤ {MATCH_TOLERANCE:g}",
                        replicates=seeds)
 for cond, what in (("corrupted", "vs corruptions (as published)"), ("noise", "vs equal-L2 Gaussian noise (control)"),
                    ("adversarial_matched", "effect-matched: same accuracy drop as the corruptions")):
@@ -892,8 +894,8 @@ for cond, what in (("corrupted", "vs corruptions (as published)"), ("noise", "vs
                note=(f"matched ε_L2 {match_table.eps_l2_matched.mean():.3f} (mean); accuracy "
                      f"{match_table.acc_matched.mean():.3f} vs corrupted {match_table.acc_corrupted.mean():.3f}"
                      if matched_row else f"matched L2 = {eps_l2:.2f}"),
-               precondition=(Requires(gap_check), f"the matched accuracies are not shown equal within ±{MATCH_MARGIN:g}")
-               if matched_row else None)
+               precondition=(Requires(gap_check), f"the matched accuracies are not shown equal within "
+                                                      f"±{MATCH_MARGIN:g}") if matched_row else None)
 claims.add("4. … normalised by the perturbation's input dimensionality",
            f"n95(Δrep)/n95(Δinput), adversarial − corrupted, {L0}", "paired",
            dim_array(L0, "adversarial", "n_delta_norm").mean(1), dim_array(L0, "corrupted", "n_delta_norm").mean(1),
@@ -905,8 +907,8 @@ claims.add("4. (workshop) the adversarial − corruption gap is larger at low SI
 claims.add("4. (workshop, rank version)", f"Spearman ρ of the n95 gap (adversarial − corrupted, {L0}) with SI",
            si_rank_slope, SI, N95_GAP, expected="negative", family="4", summary=per_seed_slope, **kw)
 for claim, what, Y, extra in (
-        ("5. input-unit gradients vary more across samples at high SI", "CV across samples", by_seed(grid, "cv_samples"),
-         ""),
+        ("5. input-unit gradients vary more across samples at high SI", "CV across samples",
+         by_seed(grid, "cv_samples"), ""),
         ("5. … and across units", "CV across units", by_seed(grid, "cv_units"), ""),
         ("5. … beyond unit SI", "mean residual gradient CV (after unit SI)", RESID_SI,
          "; residual of a per-layer least-squares fit over all grid units"),
