@@ -1,52 +1,107 @@
-"""Benchmark for notebook 04: wall time of the α × seed training grid (quick profile settings, models
-per second) and the rate of CIFAR-10-C-style corruption generation (images per second per corruption),
-side by side with the per-image functions of Hendrycks' ``make_cifar_c.py`` where they run without
-ImageMagick (wand), OpenCV or scikit-image: gaussian and shot noise, contrast, pixelate, JPEG. Those
-reference functions are re-typed here in the original's per-image form (PIL image in, float array out,
-``np.uint8`` truncation); equal outputs are checked on the deterministic ones.
+"""Benchmark for notebook 04: wall time of the α × seed training grid (the notebook's quick-profile specs,
+models per second) and the rate of CIFAR-10-C-style corruption generation (images per second per
+corruption), side by side with Hendrycks' original ``make_cifar_c.py`` functions, loaded from that file.
 
-    python benchmarks/bench_selectivity.py                 # quick grid: 4 α × 5 seeds, 8 epochs
-    python benchmarks/bench_selectivity.py --seeds 1 --epochs 4 --n-images 100
+    python benchmarks/bench_selectivity.py --reference PATH/TO/make_cifar_c.py
+    python benchmarks/bench_selectivity.py --reference make_cifar_c.py --seeds 2 --n-images 100
+    python benchmarks/bench_selectivity.py --skip-grid --reference make_cifar_c.py
 
-Nothing is cached here: every model is trained from scratch, so the numbers are the cold cost.
-``reprobust.train`` has no ensemble (``torch.func``) trainer, so only sequential training is timed.
+**Grid.** The specs are notebook 04's quick profile (α ∈ {−2, −1, 0, 0.5} × 5 seeds and the two α = 0
+arms — Gaussian-noise augmentation and PGD adversarial training — × 5 seeds; ResNet-8 of width 8,
+8 epochs at most, stratified batches of 128, 10 % validation split, best epoch kept, patience 3),
+trained from scratch through ``reprobust.train.trained_model`` with the cache off, i.e. the notebook's
+cold cost. Before timing, the script counts how many of its specs are in the project cache (``.cache/``,
+filled by the notebook): all of them when the specs are the notebook's.
+
+**Corruptions.** ``--reference`` is the path of ``ImageNet-C/create_c/make_cifar_c.py`` from
+github.com/hendrycks/robustness. The file imports Wand, OpenCV, scikit-image and torchvision at the top
+and then generates CIFAR-10-C, so it is not imported: its function definitions are read with ``ast``
+and each corruption is run when every name it needs is available here (NumPy, SciPy, PIL, and
+OpenCV / scikit-image only where installed; the Wand-based motion blur and snow never). The only
+change is a compatibility alias ``np.float_ = np.float64`` (removed in NumPy 2.0, used by
+``plasma_fractal``). Both sides see the same 8-bit RGB 32×32 images (greyscale digits repeated over
+three channels, as the reference expects CIFAR-shaped RGB input): ours batched
+(``corrupt_uint8``), the reference one PIL image at a time, as ``make_cifar_c.py`` runs it.
+
+A corruption whose reference output does not change with NumPy's global random state is
+*deterministic*; on those the two outputs must agree within ``TOLERANCE`` 8-bit levels on every pixel
+(ours rounds to 8 bits, the reference truncates with ``np.uint8``), else the script exits with
+status 1. Random corruptions draw different noise, so for them the mean absolute change per pixel is
+compared (reported, not enforced).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import builtins
 import io
+import sys
 import time
+import types
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
 from reprobust import corruptions as corr
+from reprobust.cache import Cache
+from reprobust.context import default_threads
 from reprobust.data import load_dataset
 from reprobust.metrics import selectivity as sel  # noqa: F401 — registers the "class_selectivity" regulariser
-from reprobust.models import build_model
-from reprobust.train import fit
+from reprobust.paths import default_cache_dir
+from reprobust.train import trained_model
 
-QUICK_ALPHAS = (-2.0, -1.0, 0.0, 1.0)
-QUICK_MODEL = dict(depth=8, width=8, strides="222")
+# notebook 04's quick profile (notebooks/04_class_selectivity.py, PROFILES["quick"] and model_spec)
+QUICK = dict(alphas=(-2.0, -1.0, 0.0, 0.5), arms=("noise", "adversarial"), epochs=8, batch_size=128, lr=0.05,
+             patience=3, val_fraction=0.1, noise_std=0.1, adv_eps=0.02, adv_steps=3, image_size=32,
+             model=dict(name="resnet", depth=8, width=8, strides="222"))
+TOLERANCE = 1  # 8-bit levels: rounding (ours) against truncation (the reference)
 
 
-def bench_grid(alphas, seeds: int, epochs: int) -> list[dict]:
-    ds = load_dataset("digits", image_size=32)
+def quick_spec(alpha: float, seed: int, arm: str = "standard") -> dict:
+    """The notebook's model spec (its cache key) for one α, seed and arm on the quick profile."""
+    q = QUICK
+    train = {"epochs": q["epochs"], "batch_size": q["batch_size"], "lr": q["lr"], "stratified": True,
+             "val_fraction": q["val_fraction"], "patience": q["patience"],
+             "regularizer": {"name": "class_selectivity", "alpha": float(alpha)}}
+    if arm == "noise":
+        train["noise_std"] = q["noise_std"]
+    elif arm == "adversarial":
+        train["adversarial"] = {"attack": "pgd", "norm": "linf", "eps": q["adv_eps"], "steps": q["adv_steps"],
+                                "step_size": q["adv_eps"] / 2}
+        train["monitor"] = "robust_accuracy"
+    return {"data": {"name": "digits", "image_size": q["image_size"], "n_train": None, "n_test": None},
+            "model": dict(q["model"]), "train": train, "seed": int(seed)}
+
+
+def grid_specs(seeds: int) -> list[tuple[str, float, int, dict]]:
+    """``(arm, α, seed, spec)`` for the α × seed grid and the two α = 0 arms, as the notebook trains them."""
+    out = [("standard", a, s, quick_spec(a, s)) for a in QUICK["alphas"] for s in range(seeds)]
+    return out + [(arm, 0.0, s, quick_spec(0.0, s, arm)) for arm in QUICK["arms"] for s in range(seeds)]
+
+
+def bench_grid(seeds: int, verbose: bool = True) -> list[dict]:
+    """Train every spec from scratch (cache off): seconds and epochs per model (printed as they finish)."""
+    off = Cache(enabled=False)
     rows = []
-    for alpha in alphas:
-        for s in range(seeds):
-            torch.manual_seed(s)
-            model = build_model("resnet", **ds.model_kwargs(), **QUICK_MODEL)
-            t0 = time.perf_counter()
-            fit(model, ds.x_train, ds.y_train, epochs=epochs, batch_size=128, lr=0.05, seed=s, stratified=True,
-                regularizer={"name": "class_selectivity", "alpha": alpha})
-            rows.append(dict(alpha=alpha, seed=s, seconds=time.perf_counter() - t0))
+    if verbose:
+        print(f"{'arm':<12}{'alpha':>6}{'seed':>6}{'epochs':>8}{'seconds':>10}{'CPU s':>8}", flush=True)
+    for arm, alpha, s, spec in grid_specs(seeds):
+        t0, c0 = time.perf_counter(), time.process_time()
+        model = trained_model(spec, cache=off, device="cpu")
+        r = dict(arm=arm, alpha=alpha, seed=s, seconds=time.perf_counter() - t0, cpu=time.process_time() - c0,
+                 epochs=model.history.get("epochs_trained"))
+        rows.append(r)
+        if verbose:
+            print(f"{r['arm']:<12}{r['alpha']:>6g}{r['seed']:>6}{r['epochs']!s:>8}{r['seconds']:>10.2f}"
+                  f"{r['cpu']:>8.1f}", flush=True)
     return rows
 
 
 def bench_corruptions(n_images: int, repeats: int = 1) -> list[dict]:
+    """Our generator alone: every corruption (greyscale digits; saturate on colour), all 5 severities."""
     ds = load_dataset("digits", image_size=32)
     grey = ds.x_test[:n_images].numpy()
     colour = np.repeat(grey, 3, axis=1)
@@ -63,101 +118,180 @@ def bench_corruptions(n_images: int, repeats: int = 1) -> list[dict]:
     return rows
 
 
-# -- make_cifar_c.py's per-image reference functions (those needing only numpy and PIL) -------------
-def _ref_gaussian_noise(x, severity=1):
-    c = [0.04, 0.06, .08, .09, .10][severity - 1]
-    x = np.array(x) / 255.
-    return np.clip(x + np.random.normal(size=x.shape, scale=c), 0, 1) * 255
+# -- the reference, read from make_cifar_c.py --------------------------------------------------------
+def _optional(module: str, attr: str | None = None):
+    try:
+        mod = __import__(module, fromlist=[attr] if attr else [])
+    except ImportError:
+        return None
+    return getattr(mod, attr) if attr else mod
 
 
-def _ref_shot_noise(x, severity=1):
-    c = [500, 250, 100, 75, 50][severity - 1]
-    x = np.array(x) / 255.
-    return np.clip(np.random.poisson(x * c) / c, 0, 1) * 255
+def _available_names() -> dict:
+    """The module-level names ``make_cifar_c.py`` imports, bound where the library is installed here
+    (None where it is not; Wand is never bound)."""
+    from scipy import ndimage
+
+    compat = types.ModuleType("numpy")
+    compat.__dict__.update(np.__dict__)
+    compat.float_ = np.float64  # removed in NumPy 2.0; plasma_fractal allocates with it
+    return {"np": compat, "Image": Image, "PILImage": Image, "BytesIO": io.BytesIO, "scizoom": ndimage.zoom,
+            "map_coordinates": ndimage.map_coordinates, "sk": _optional("skimage"),
+            "gaussian": _optional("skimage.filters", "gaussian"), "cv2": _optional("cv2"),
+            "WandImage": None, "wandlibrary": None, "WandColor": None, "ctypes": None}
 
 
-def _ref_contrast(x, severity=1):
-    c = [.75, .5, .4, .3, 0.15][severity - 1]
-    x = np.array(x) / 255.
-    means = np.mean(x, axis=(0, 1), keepdims=True)
-    return np.clip((x - means) * c + means, 0, 1) * 255
+_LIBRARY = {"sk": "scikit-image", "gaussian": "scikit-image", "cv2": "OpenCV", "WandImage": "Wand",
+            "wandlibrary": "Wand", "WandColor": "Wand", "MotionImage": "Wand", "ctypes": "Wand"}
 
 
-def _ref_pixelate(x, severity=1):
-    c = [0.95, 0.9, 0.85, 0.75, 0.65][severity - 1]
-    x = x.resize((int(32 * c), int(32 * c)), Image.BOX)
-    return x.resize((32, 32), Image.BOX)
+def _free_names(node) -> set:
+    """Names a function reads that it does not assign or take as arguments (its globals)."""
+    bound = {a.arg for a in ast.walk(node) if isinstance(a, ast.arg)}
+    bound |= {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
+    bound |= {f.name for f in ast.walk(node) if isinstance(f, ast.FunctionDef) and f is not node}
+    used = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return used - bound - set(dir(builtins))
 
 
-def _ref_jpeg_compression(x, severity=1):
-    c = [80, 65, 58, 50, 40][severity - 1]
-    buf = io.BytesIO()
-    x.save(buf, "JPEG", quality=c)
-    return Image.open(buf)
+def load_reference(path) -> tuple[dict, dict]:
+    """The corruption functions of ``make_cifar_c.py`` that can run here, and why the others cannot.
+
+    Returns ``(functions, skipped)``: ``{name: fn(pil_image, severity)}`` for our corruption names, and
+    ``{name: reason}``.
+    """
+    tree = ast.parse(Path(path).read_text(), filename=str(path))
+    defs = {n.name: n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    missing = [c for c in corr.CORRUPTIONS if c not in defs]
+    if missing:
+        raise ValueError(f"reference={str(path)!r} does not define {missing}; expected make_cifar_c.py of "
+                         "github.com/hendrycks/robustness (ImageNet-C/create_c/)")
+    names = _available_names()
+
+    def needs(name, seen=()):
+        """Unavailable libraries a definition needs, following the helpers it calls."""
+        out = set()
+        for free in _free_names(defs[name]):
+            if free in defs and free not in seen:
+                out |= needs(free, seen + (name,))
+            elif free in _LIBRARY and names.get(free) is None:
+                out.add(_LIBRARY[free])
+            elif free not in defs and free not in names:
+                out.add(f"unknown name {free}")
+        return out
+
+    namespace = dict(names)
+    for name, node in defs.items():
+        if not needs(name):
+            exec(compile(ast.Module(body=[node], type_ignores=[]), str(path), "exec"), namespace)
+    functions, skipped = {}, {}
+    for c in corr.CORRUPTIONS:
+        lacking = needs(c)
+        if lacking:
+            skipped[c] = "needs " + ", ".join(sorted(lacking))
+        else:
+            functions[c] = namespace[c]
+    return functions, skipped
 
 
-REFERENCE = {"gaussian_noise": _ref_gaussian_noise, "shot_noise": _ref_shot_noise, "contrast": _ref_contrast,
-             "pixelate": _ref_pixelate, "jpeg_compression": _ref_jpeg_compression}
-DETERMINISTIC = ("contrast", "pixelate", "jpeg_compression")
+def _reference_outputs(fn, pil, severity, seed):
+    np.random.seed(seed)
+    return np.stack([np.moveaxis(np.uint8(np.asarray(fn(im, severity), dtype=np.float64)), -1, 0) for im in pil])
 
 
-def bench_reference(n_images: int) -> list[dict]:
-    """Ours (batched) vs the reference (one PIL image at a time), all 5 severities, greyscale digits."""
+def bench_reference(path, n_images: int) -> tuple[list[dict], dict]:
+    """Ours (batched) vs the reference (one PIL image at a time), all 5 severities, on the same RGB images."""
+    functions, skipped = load_reference(path)
     ds = load_dataset("digits", image_size=32)
-    x = ds.x_test[:n_images].numpy()
-    u8 = np.round(x * 255).astype(np.uint8)            # the reference reads 8-bit images
-    pil = [Image.fromarray(im[0], mode="L") for im in u8]
+    u8 = np.repeat(np.round(ds.x_test[:n_images].numpy() * 255).astype(np.uint8), 3, axis=1)  # (N, 3, 32, 32)
+    pil = [Image.fromarray(np.moveaxis(im, 0, -1), mode="RGB") for im in u8]
+    x = u8 / 255.0
     rows = []
-    for name, ref in REFERENCE.items():
+    for name, fn in functions.items():
         t0 = time.perf_counter()
-        ours = [corr.corrupt_uint8(u8 / 255.0, name, sev, seed=0) for sev in corr.SEVERITIES]
+        ours = [corr.corrupt_uint8(x, name, sev, seed=0) for sev in corr.SEVERITIES]
         t_ours = time.perf_counter() - t0
-        np.random.seed(0)
-        t0 = time.perf_counter()
-        theirs = [np.stack([np.uint8(np.asarray(ref(im, sev), dtype=np.float64)) for im in pil])[:, None]
-                  for sev in corr.SEVERITIES]
-        t_ref = time.perf_counter() - t0
-        diff = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(ours, theirs))
+        try:
+            t0 = time.perf_counter()
+            theirs = [_reference_outputs(fn, pil, sev, seed=0) for sev in corr.SEVERITIES]
+            t_ref = time.perf_counter() - t0
+        except Exception as err:  # noqa: BLE001 — an API the reference used is gone in this library version
+            skipped[name] = f"reference failed: {type(err).__name__}: {err}"
+            continue
+        # deterministic if another global random state gives the same reference output (first images)
+        deterministic = all(np.array_equal(theirs[s - 1][:8], _reference_outputs(fn, pil[:8], s, seed=1))
+                            for s in corr.SEVERITIES)
+        change = [np.mean([np.abs(o.astype(int) - u8.astype(int)).mean() for o in out]) for out in (ours, theirs)]
         rows.append(dict(corruption=name, ours=5 * n_images / t_ours, reference=5 * n_images / t_ref,
-                         ratio=t_ref / t_ours, max_level_diff=diff if name in DETERMINISTIC else None))
-    return rows
+                         ratio=t_ref / t_ours, deterministic=deterministic,
+                         max_level_diff=max(int(np.abs(a.astype(int) - b.astype(int)).max())
+                                            for a, b in zip(ours, theirs)),
+                         change_ours=change[0], change_reference=change[1]))
+    return rows, skipped
 
 
-def main(argv=None):
+def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--seeds", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--reference", type=Path, help="path of make_cifar_c.py (github.com/hendrycks/robustness, "
+                                                  "ImageNet-C/create_c/); without it the comparison is skipped")
+    p.add_argument("--seeds", type=int, default=5, help="seeds per α and per arm (the notebook: 5)")
     p.add_argument("--n-images", type=int, default=300)
     p.add_argument("--skip-grid", action="store_true")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (default: $REPROBUST_THREADS or 1, as the notebooks run)")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads or default_threads())
+    if args.reference is not None and not args.reference.is_file():
+        p.error(f"--reference {str(args.reference)!r} is not a file; give the path of make_cifar_c.py")
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    status = 0
 
-    print(f"\nCorruption generation ({args.n_images} digits at 32×32, all 5 severities)")
+    print(f"\nCorruption generation, ours ({args.n_images} digits at 32×32, all 5 severities)")
     rows = bench_corruptions(args.n_images)
     print(f"{'corruption':<20}{'images':>8}{'seconds':>10}{'images/s':>12}")
     for r in rows:
         print(f"{r['corruption']:<20}{r['images']:>8}{r['seconds']:>10.2f}{r['rate']:>12.0f}")
-    total_imgs = sum(r["images"] for r in rows)
-    total_s = sum(r["seconds"] for r in rows)
+    total_imgs, total_s = sum(r["images"] for r in rows), sum(r["seconds"] for r in rows)
     print(f"{'all':<20}{total_imgs:>8}{total_s:>10.2f}{total_imgs / total_s:>12.0f}")
 
-    print(f"\nOurs vs make_cifar_c.py per-image functions ({args.n_images} digits, 5 severities; images/s)")
-    print(f"{'corruption':<20}{'ours':>10}{'reference':>11}{'speed-up':>10}{'max |Δ| (8-bit levels)':>26}")
-    for r in bench_reference(args.n_images):
-        d = "random (not compared)" if r["max_level_diff"] is None else str(r["max_level_diff"])
-        print(f"{r['corruption']:<20}{r['ours']:>10.0f}{r['reference']:>11.0f}{r['ratio']:>10.1f}{d:>26}")
+    if args.reference is not None:
+        rows, skipped = bench_reference(args.reference, args.n_images)
+        print(f"\nOurs vs {args.reference.name} ({args.n_images} RGB 32×32 digits, 5 severities; images/s; "
+              f"deterministic cases must agree within {TOLERANCE} level)")
+        print(f"{'corruption':<20}{'ours':>9}{'reference':>11}{'ratio':>8}  {'max |Δ| levels':<22}"
+              f"{'mean |change| ours / ref':>25}")
+        for r in rows:
+            ok = r["max_level_diff"] <= TOLERANCE
+            d = f"{r['max_level_diff']} ({'ok' if ok else 'FAIL'})" if r["deterministic"] else "random (not compared)"
+            status |= int(r["deterministic"] and not ok)
+            print(f"{r['corruption']:<20}{r['ours']:>9.0f}{r['reference']:>11.0f}{r['ratio']:>8.1f}  {d:<22}"
+                  f"{r['change_ours']:>12.2f} / {r['change_reference']:<10.2f}")
+        t_ours = sum(5 * args.n_images / r["ours"] for r in rows)
+        t_ref = sum(5 * args.n_images / r["reference"] for r in rows)
+        print(f"{'all compared':<20}{5 * args.n_images * len(rows) / t_ours:>9.0f}"
+              f"{5 * args.n_images * len(rows) / t_ref:>11.0f}{t_ref / t_ours:>8.1f}")
+        for name, why in skipped.items():
+            print(f"  not run: {name} ({why})")
+        if status:
+            print(f"FAIL: a deterministic corruption differs from the reference by more than {TOLERANCE} level")
 
     if not args.skip_grid:
-        print(f"\nα × seed grid: {len(QUICK_ALPHAS)} α × {args.seeds} seeds, ResNet-8 {QUICK_MODEL}, "
-              f"{args.epochs} epochs, 1,257 digits at 32×32, sequential")
-        rows = bench_grid(QUICK_ALPHAS, args.seeds, args.epochs)
-        print(f"{'alpha':>6}{'seed':>6}{'seconds':>10}")
-        for r in rows:
-            print(f"{r['alpha']:>6g}{r['seed']:>6}{r['seconds']:>10.2f}")
-        total = sum(r["seconds"] for r in rows)
-        print(f"grid total {total:.1f} s ({total / len(rows):.1f} s per model = {len(rows) / total:.3f} models/s, "
-              f"{total / len(rows) / args.epochs:.2f} s per epoch)")
+        specs = grid_specs(args.seeds)
+        cache = Cache(default_cache_dir())
+        in_cache = sum(cache.contains("model", spec) for *_, spec in specs)
+        print(f"\nα × seed grid (notebook 04 quick specs): {len(QUICK['alphas'])} α × {args.seeds} seeds + "
+              f"{len(QUICK['arms'])} arms × {args.seeds} seeds = {len(specs)} models, ResNet-8 {QUICK['model']}, "
+              f"≤ {QUICK['epochs']} epochs, patience {QUICK['patience']}, validation {QUICK['val_fraction']:g}; "
+              f"sequential, cache off ({in_cache} of {len(specs)} specs are in {cache.root}: the notebook's)", flush=True)
+        rows = bench_grid(args.seeds)
+        # CPU seconds beside wall seconds: on a shared machine the wall time also counts the other jobs
+        for arm in ("standard", *QUICK["arms"], "all"):
+            sub = [r for r in rows if arm in (r["arm"], "all")]
+            wall, cpu = sum(r["seconds"] for r in sub), sum(r["cpu"] for r in sub)
+            print(f"{arm:<12} {len(sub):>2} models: {wall:7.1f} s wall = {len(sub) / wall:.3f} models/s; "
+                  f"{cpu:7.1f} CPU s = {len(sub) / cpu:.3f} models per CPU second")
+    return status
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from reprobust.attacks import apgd, pgd
-from reprobust.robustness import RobustAccuracy, attack_diagnostics, ensemble_attacks, robust_accuracy
+from reprobust.robustness import (RobustAccuracy, attack_diagnostics, ensemble_attacks, radius_for_accuracy,
+                                  robust_accuracy)
 
 FAST = dict(apgd_steps=30)
 
@@ -153,3 +154,19 @@ def test_cached_helpers_key_on_the_settings_and_reuse_entries(adv_cnn, digits, c
     table = R.cached_attack_diagnostics(cache, adv_cnn, x[:20], y[:20], config={"model": "adv_cnn"}, **kw)
     again = R.cached_attack_diagnostics(cache, adv_cnn, x[:20], y[:20], config={"model": "adv_cnn"}, **kw)
     assert list(table.columns) == ["check", "value", "threshold", "passed"] and table.equals(again)
+
+
+def test_radius_for_accuracy_matches_a_target_and_reports_failure(adv_cnn, digits):
+    x, y = digits.x_test[:60], digits.y_test[:60]
+    clean = float((adv_cnn(x).argmax(1) == y).float().mean())
+    # a start far below the radius needed: the bracket is widened, then bisected
+    m = radius_for_accuracy(adv_cnn, x, y, target=clean - 0.3, eps_high=0.05, norm="l2", tolerance=1 / 60, seed=2)
+    assert m.converged and abs(m.accuracy - (clean - 0.3)) <= 1 / 60 and m.eps > 0.05
+    # the reported accuracy is that of the returned images, which lie in the ball
+    assert float((adv_cnn(m.x_adv).argmax(1) == y).float().mean()) == pytest.approx(m.accuracy)
+    assert (m.x_adv - x).flatten(1).norm(dim=1).max() <= m.eps + 1e-5
+    # a target above clean accuracy cannot be reached: the closest radius (0, the clean images) and not converged
+    m = radius_for_accuracy(adv_cnn, x, y, target=min(1.0, clean + 0.2), eps_high=1.0, max_evaluations=4)
+    assert not m.converged and m.eps == 0.0 and m.accuracy == pytest.approx(clean) and m.evaluations == 4
+    with pytest.raises(ValueError, match="target accuracy=1.5 is out of range"):
+        radius_for_accuracy(adv_cnn, x, y, target=1.5, eps_high=1.0)

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from reprobust import stats
-from reprobust.claims import MIN_REPLICATES, ClaimsTable, check_claims_table, decide, verdict_of_row
+from reprobust.claims import MIN_REPLICATES, ClaimsTable, Requires, check_claims_table, decide, verdict_of_row
 from reprobust.stats import Estimate
 
 RNG = np.random.default_rng(12345)
@@ -233,6 +233,28 @@ def test_fragile_verdict_has_stability_below_one():
     loo = [stats.one_sample(np.delete([0.3, 0.35, 0.4, 0.45, 3.0], i)).p_value for i in range(5)]
     want = np.mean([(p < 0.05) == (df.loc[0, "p_holm"] < 0.05) for p in loo])
     assert df.loc[0, "stability"] == pytest.approx(want) and want < 1
+
+
+def test_row_gated_on_a_check_follows_the_checks_final_verdict():
+    rng = np.random.default_rng(3)
+    effect = 1.0 + 0.1 * rng.standard_normal(6)
+    t = ClaimsTable()
+    # matched: the gap is within ±0.05 (TOST supported) — the gated claim is decided by its own rule
+    ok = t.add("check: matched", "gap", "mean", 0.001 * rng.standard_normal(6), expected="equivalent", margin=0.05,
+               family="gaps")
+    t.add("c", "effect if matched", "mean", effect, precondition=(Requires(ok), "conditions not matched"))
+    # not matched: a gap of 0.2 ± noise is not within ±0.05, so the same data are "not testable here"
+    bad = t.add("check: matched (2)", "gap", "mean", 0.2 + 0.01 * rng.standard_normal(6), expected="equivalent",
+                margin=0.05, family="gaps 2")
+    t.add("c", "effect if matched (2)", "mean", effect, precondition=(Requires(bad), "conditions not matched"))
+    df = t.frame()
+    assert df["verdict"].tolist() == ["supported", "supported", "contradicted", "not testable here"]
+    assert df.loc[1, "precondition"] == "" and df.loc[3, "precondition"].startswith("conditions not matched (row 3")
+    check_claims_table(df)
+    with pytest.raises(ValueError, match="earlier row"):
+        t.add("c", "forward reference", "mean", effect, precondition=(Requires(99), "later row"))
+    with pytest.raises(ValueError, match="valid choices"):
+        t.add("c", "bad verdict", "mean", effect, precondition=(Requires(1, "likely"), "typo"))
 
 
 def test_table_refuses_bad_input():

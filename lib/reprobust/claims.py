@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -53,6 +54,18 @@ MIN_REPLICATES = 3
 COLUMNS = ["id", "kind", "family", "claim", "statistic", "test", "unit", "summary", "n", "estimate", "ci_low",
            "ci_high", "null", "expected", "margin", "p_value", "p_holm", "rule", "verdict", "stability",
            "precondition", "note"]
+
+
+class Requires(NamedTuple):
+    """A precondition on another row's verdict: ``precondition=(Requires(check_id), reason)``.
+
+    The row it guards is "not testable here" unless row ``row_id`` (added earlier) gets ``verdict`` in
+    the final table — e.g. a claim comparing two conditions that only holds if a check shows they are
+    matched. Resolved when the table is computed, after every family's Holm correction.
+    """
+
+    row_id: int
+    verdict: str = "supported"
 
 
 def _nan(x) -> bool:
@@ -130,8 +143,9 @@ class ClaimsTable:
     family : str, rows whose p-values are Holm-adjusted together (default: the claim)
     unit : str, what one replicate is (default "seed")
     summary : str, how within-model quantities were reduced to one number per replicate
-    precondition : (bool, str), optional; when the bool is False the row is "not testable here"
-        and the reason is recorded
+    precondition : (bool, str) or (Requires, str), optional; when the bool is False, or the earlier row
+        named by :class:`Requires` does not get the required verdict in the final table, the row is
+        "not testable here" and the reason is recorded
     replicates : sequence of labels (e.g. seeds) for the replicate axis, optional
     series : names of the data arrays for ``claims_replicates.csv`` (default from the test)
     note : str
@@ -168,12 +182,22 @@ class ClaimsTable:
             raise ValueError(f"test={test!r} must be a name in {sorted(stats.TESTS)} or a callable")
         if not data:
             raise ValueError(f"claim {claim!r}: no replicate data given")
-        pre_ok, pre_reason = (True, "") if precondition is None else (bool(precondition[0]), str(precondition[1]))
         row_id = len(self.rows) + 1
+        requires = None
+        if precondition is not None and isinstance(precondition[0], Requires):
+            requires = precondition[0]
+            check_choice("required verdict", requires.verdict, VERDICTS)
+            if not 1 <= requires.row_id < row_id:
+                raise ValueError(f"precondition Requires(row_id={requires.row_id!r}) must name an earlier row; "
+                                 f"valid range: [1, {row_id - 1}]")
+            pre_ok, pre_reason = True, str(precondition[1])
+        else:
+            pre_ok, pre_reason = (True, "") if precondition is None else (bool(precondition[0]), str(precondition[1]))
         if series is None:
             series = self._SERIES.get(name, tuple(f"values{i}" if i else "values" for i in range(len(data))))
         self._data.append({"fn": fn, "name": name, "data": [np.asarray(d, dtype=float) for d in data],
-                           "kw": test_kwargs, "series": tuple(series), "replicates": replicates})
+                           "kw": test_kwargs, "series": tuple(series), "replicates": replicates,
+                           "requires": None if requires is None else (requires, pre_reason or "precondition failed")})
         self.rows.append({"id": row_id, "kind": kind, "family": family or claim, "claim": claim,
                           "statistic": statistic, "unit": unit, "summary": summary, "null": float(null),
                           "expected": expected, "margin": float("nan") if margin is None else float(margin),
@@ -236,6 +260,11 @@ class ClaimsTable:
                        rule=rule_text(row["kind"], row["expected"], row["null"], row["margin"]))
             if results[k][1]:
                 rec["note"] = "; ".join(filter(None, [row["note"], results[k][1]]))
+            if self._data[k]["requires"] is not None:  # rows are in id order, so the required row is decided
+                (ref, verdict), reason = self._data[k]["requires"]
+                got = out[ref - 1]["verdict"]
+                if got != verdict:
+                    rec["precondition"] = f"{reason} (row {ref} is {got}, needs {verdict})"
             rec["verdict"] = verdict_of_row(rec)
             rec["stability"] = self._stability(k, rec, p_raw, families)
             out.append(rec)

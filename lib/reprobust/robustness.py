@@ -22,6 +22,8 @@ trustworthy (Carlini et al. 2019, "On evaluating adversarial robustness"; Croce 
   accuracy reaches 0 at a large ε; more steps / more restarts do not lower it by more than a stated
   tolerance; a transfer attack from a standard model and the black-box Square attack do not beat the
   white-box ensemble. A failing row means the reported robust accuracy is not to be trusted.
+* :func:`radius_for_accuracy` — the PGD radius at which a model's accuracy equals a target (bisection),
+  for comparisons of adversarial and other perturbations *matched in effect* rather than in size.
 """
 
 from __future__ import annotations
@@ -293,6 +295,101 @@ def attack_diagnostics(model, x, y, *, eps: float, norm: str = "linf", reference
                  whitebox, square_robust >= whitebox))
     rows = [(c, float(v), float(t), None if p is None else bool(p)) for c, v, t, p in rows]
     return pd.DataFrame(rows, columns=["check", "value", "threshold", "passed"])
+
+
+@dataclass(frozen=True)
+class MatchedRadius:
+    """What :func:`radius_for_accuracy` returns.
+
+    Attributes
+    ----------
+    eps : float
+        The PGD radius found (the closest to the target of those tried when not converged).
+    accuracy : float
+        The model's accuracy on the PGD images at ``eps``.
+    target : float
+        The accuracy that was to be matched.
+    x_adv : Tensor (N, C, H, W)
+        The PGD images at ``eps`` (the clean images when ``eps`` is 0).
+    evaluations : int
+        Number of PGD runs.
+    converged : bool
+        Whether ``|accuracy − target| <= tolerance``.
+    """
+
+    eps: float
+    accuracy: float
+    target: float
+    x_adv: torch.Tensor
+    evaluations: int
+    converged: bool
+
+
+def radius_for_accuracy(model, x, y, target: float, *, eps_high: float, tolerance: float = 0.01,
+                        norm: str = "l2", steps: int = 10, seed: int = 0, max_evaluations: int = 24,
+                        batch_size: int | None = None) -> MatchedRadius:
+    """Bisect the PGD radius at which the model's accuracy on ``(x, y)`` is within ``tolerance`` of ``target``.
+
+    Accuracy under PGD falls with the radius, so the radius that matches a target accuracy (e.g. the
+    accuracy on corrupted versions of the same images) is found by bisection on ``[0, eps_high]``;
+    ``eps_high`` is doubled while the accuracy there is still above the target. Every PGD run uses the
+    same ``seed`` (common random starts), so accuracy is a deterministic function of the radius. PGD
+    accuracy need not be exactly monotone in the radius, so the radius whose accuracy was closest to
+    the target is returned, with ``converged`` saying whether it is within ``tolerance``.
+
+    Parameters
+    ----------
+    model : nn.Module, maps [0, 1] images to logits
+    x : Tensor (N, C, H, W) in [0, 1]; y : LongTensor (N,)
+    target : float in [0, 1], the accuracy to match
+    eps_high : float > 0, the first upper end of the search
+    tolerance : float > 0, the accepted ``|accuracy − target|``
+    norm : {'linf', 'l2'}; steps, seed, batch_size : as in :func:`~reprobust.attacks.pgd`
+    max_evaluations : int ≥ 2, PGD runs at most (the doublings of ``eps_high`` included)
+
+    Returns
+    -------
+    MatchedRadius
+
+    Example
+    -------
+    >>> m = radius_for_accuracy(net, x, y, target=0.8, eps_high=2.0)
+    >>> m.converged, abs(m.accuracy - 0.8) <= 0.01
+    (True, True)
+    """
+    check_range("target accuracy", target, low=0, high=1)
+    check_range("eps_high", eps_high, low=0, low_inclusive=False)
+    check_range("tolerance", tolerance, low=0, low_inclusive=False)
+    check_range("max_evaluations", max_evaluations, low=2)
+    check_choice("norm", norm, NORMS)
+    dev = _model_device(model)
+    x, y = x.to(dev), y.to(dev)
+    runs = 0
+
+    def attacked(eps):
+        nonlocal runs
+        runs += 1
+        x_adv = pgd(model, x, y, eps=eps, norm=norm, steps=steps, seed=seed, batch_size=batch_size).x_adv
+        return float((predict(model, x_adv, device=dev).argmax(1).to(dev) == y).float().mean()), x_adv
+
+    clean = float((predict(model, x, device=dev).argmax(1).to(dev) == y).float().mean())
+    best = (abs(clean - target), 0.0, clean, x)
+    lo, hi = 0.0, float(eps_high)
+    while best[0] > tolerance and runs < max_evaluations:
+        acc, x_adv = attacked(hi)
+        best = min(best, (abs(acc - target), hi, acc, x_adv), key=lambda b: b[0])
+        if acc > target:      # still too robust at the upper end: widen the bracket
+            lo, hi = hi, 2 * hi
+            continue
+        break
+    while best[0] > tolerance and runs < max_evaluations:
+        mid = (lo + hi) / 2
+        acc, x_adv = attacked(mid)
+        best = min(best, (abs(acc - target), mid, acc, x_adv), key=lambda b: b[0])
+        lo, hi = (mid, hi) if acc > target else (lo, mid)
+    gap, eps, acc, x_adv = best
+    return MatchedRadius(eps=float(eps), accuracy=acc, target=float(target), x_adv=x_adv.detach(),
+                         evaluations=runs, converged=bool(gap <= tolerance))
 
 
 def cached_robust_accuracy(cache, model, x, y, *, config: dict, kind: str = "robust_accuracy", **kwargs) -> dict:
