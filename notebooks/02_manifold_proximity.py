@@ -632,12 +632,9 @@ k_table[k_table.layer == k_table.model.map({MODEL_OPTIONS[m][0]: last_hidden[m] 
 
 # %%
 def kendall_w(block_by_treatment):
-    """Kendall's W = Friedman χ² / (n (k − 1)) and the Friedman p-value (blocks are rows); NaN when all tie."""
+    """Kendall's W and the Friedman p-value (blocks are rows); NaN with fewer than 2 blocks or all tied."""
     y = np.asarray(block_by_treatment, dtype=float)
-    if y.shape[0] < 2 or np.ptp(y) == 0:
-        return np.nan, np.nan
-    chi2, p = sps.friedmanchisquare(*y.T)
-    return float(chi2 / (y.shape[0] * (y.shape[1] - 1))), float(p)
+    return (np.nan, np.nan) if y.shape[0] < 2 else stats.kendall_w(y)
 
 
 rows = []
@@ -902,7 +899,7 @@ def friedman_networks(Y, null=0.0, n_boot=n_boot):
         raise ValueError(f"replicate values must be finite; got {int((~np.isfinite(Y)).sum())} non-finite")
     w, p = kendall_w(Y)
     rng = np.random.default_rng(seed)
-    reps = np.array([kendall_w(Y[rng.integers(0, len(Y), len(Y))])[0] for _ in range(n_boot)])
+    reps = stats.kendall_w(Y[rng.integers(0, len(Y), (n_boot, len(Y)))])[0]   # all resamples at once
     reps = reps[np.isfinite(reps)]
     low, high = (np.quantile(reps, [0.025, 0.975]) if len(reps) else (np.nan, np.nan))
     return Estimate(w, float(low), float(high), p, len(Y), "Friedman (networks as blocks)")

@@ -339,3 +339,22 @@ def test_mcnemar_matches_statsmodels_exact():
     assert p == pytest.approx(sm.mcnemar(table, exact=True).pvalue, rel=1e-10)
     with pytest.raises(ValueError, match="example-aligned"):
         mcnemar(a, b[:5])
+
+
+def test_kendall_w_equals_scipy_friedman_with_ties_and_batches():
+    from reprobust.stats import kendall_w
+    rng = np.random.default_rng(3)
+    for n, k in ((5, 4), (12, 3), (3, 6)):
+        y = rng.integers(0, 4, size=(n, k)).astype(float)   # many ties
+        chi2, p = sps.friedmanchisquare(*y.T)
+        w, p_ours = kendall_w(y)
+        assert w == pytest.approx(chi2 / (n * (k - 1)), rel=1e-12) and p_ours == pytest.approx(p, rel=1e-12)
+    batch = rng.normal(size=(7, 5, 4))
+    w, p = kendall_w(batch)
+    assert w.shape == p.shape == (7,)
+    for b in range(7):
+        assert (w[b], p[b]) == pytest.approx(kendall_w(batch[b]), rel=1e-12)
+    assert np.isnan(kendall_w(np.ones((4, 3)))[0])               # every value ties
+    assert kendall_w([[1, 2, 3]] * 4)[0] == pytest.approx(1.0)   # perfect concordance
+    with pytest.raises(ValueError, match="k ≥ 3"):
+        kendall_w(np.ones((4, 2)))

@@ -272,6 +272,44 @@ def bootstrap_ci(statistic, *arrays, n_boot: int = 2000, level: float = 0.95, se
     return float(np.quantile(reps, a)), float(np.quantile(reps, 1 - a))
 
 
+def kendall_w(y):
+    """Kendall's coefficient of concordance W and Friedman's p-value, blocks as rows.
+
+    ``W = χ²_F / (n (k − 1))`` with Friedman's statistic ``χ²_F`` corrected for ties exactly as
+    ``scipy.stats.friedmanchisquare`` does; vectorised over any leading axes (e.g. bootstrap resamples).
+
+    Parameters
+    ----------
+    y : array-like, shape (..., n_blocks, k_treatments), k ≥ 3
+
+    Returns
+    -------
+    (W, p) : floats for a 2-D ``y``, arrays of shape ``y.shape[:-2]`` otherwise; NaN where fewer than 2
+        blocks or every value ties.
+
+    Example
+    -------
+    >>> w, p = kendall_w([[1, 2, 3], [1, 2, 3], [1, 3, 2]])
+    >>> round(w, 3)
+    0.778
+    """
+    y = np.asarray(y, dtype=float)
+    if y.ndim < 2 or y.shape[-1] < 3:
+        raise ValueError(f"y must have shape (..., n_blocks, k ≥ 3 treatments); got {y.shape}")
+    n, k = y.shape[-2:]
+    ranks = sps.rankdata(y, axis=-1)
+    ssbn = (ranks.sum(-2) ** 2).sum(-1)
+    chi2 = 12.0 / (k * n * (k + 1)) * ssbn - 3 * n * (k + 1)
+    tied = (y[..., :, :, None] == y[..., :, None, :]).sum(-1)     # per value: how many in its block equal it
+    c = 1 - ((tied ** 2 - 1).sum((-2, -1))) / (k * (k * k - 1) * n)  # Σ over tie groups of t (t² − 1)
+    flat = y.reshape(*y.shape[:-2], -1)
+    valid = (n >= 2) & (flat.max(-1) > flat.min(-1)) & (c > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        chi2 = np.where(valid, chi2 / np.where(valid, c, 1.0), np.nan)
+    w, p = chi2 / (n * (k - 1)), sps.chi2.sf(chi2, k - 1)
+    return (float(w), float(p)) if y.ndim == 2 else (w, p)
+
+
 def mcnemar(correct_a, correct_b) -> tuple[int, int, float]:
     """Exact McNemar test of two classifiers (or checkpoints) on the same examples.
 
