@@ -48,7 +48,7 @@ cache_dir = None
 output_dir = None
 # notebook-specific parameters: None means "the profile's default"
 epochs = None          # most training epochs per standard model (early stopping on a validation split ends sooner)
-at_epochs = None       # most training epochs per adversarially trained model (the same early stopping)
+at_epochs = None       # most training epochs per adversarially trained model (the same early stopping; None in a profile: = epochs)
 n_seeds = None         # seeds (independently trained models) per configuration
 eps = None             # L∞ budget for adversarial training and FGSM / PGD evaluation
 eps_grid = None        # L∞ budgets of the ε sweep (gradient-masking check, robustness curves)
@@ -94,7 +94,7 @@ small_common = dict(eval_attacks=dict(pgd_steps=20, pgd_restarts=2, sweep_steps=
                     val_fraction=0.1, extra_architectures=[], extra_seeds=1, ensemble_trainings=["standard", "pgd_at"],
                     throughput_repeats=5)
 S = ctx.settings({
-    "smoke": dict(data={"name": "digits", "n_train": 200, "n_test": 40}, model=cnn6, epochs=2, at_epochs=2, patience=1, n_seeds=2,
+    "smoke": dict(data={"name": "digits", "n_train": 200, "n_test": 40}, model=cnn6, epochs=2, at_epochs=None, patience=1, n_seeds=2,
                   eps=0.1, eps_l2=0.5, n_eval=40, at_steps=2, strides=["122211", "112211"],
                   base_strides="122211", factors=[1, 2], eps_grid=[0.05, 0.1, 0.3, 0.5], upsample_mode="nearest",
                   synthetic_trials=20, synthetic_sides=[8, 16, 32], synthetic_seeds=2, batch_size=128, lr=0.05,
@@ -118,6 +118,8 @@ S = ctx.settings({
 }, overrides=overrides, epochs=epochs, at_epochs=at_epochs, n_seeds=n_seeds, eps=eps, eps_grid=eps_grid, upsample_mode=upsample_mode,
     n_eval=n_eval)
 check_choice("upsample_mode", S["upsample_mode"], ("nearest", "bilinear"))
+if S["at_epochs"] is None:  # None: adversarial training has the same cap as standard training
+    S["at_epochs"] = S["epochs"]
 for _t in S["ensemble_trainings"]:
     check_choice("ensemble_trainings entry", _t, ("standard", "pgd_at"))
 if "pgd_at" not in S["ensemble_trainings"]:
@@ -210,9 +212,17 @@ ctx.save_figure(fig, "theory_check", caption="Pooled-output change vs pre-pool m
 # 1×1 pre-pool map (strides 122211 at ×1) average and max pooling are the same function, so that model
 # is trained once and appears under both heads.
 #
+# **Matched receptive field.** In both sweeps a larger map comes with a smaller theoretical RF (122211:
+# 49 pixels; 112211: 27; 111211: 17; ×2: 25; ×4: 13), so the map-size effect could be an RF effect. One
+# more configuration separates them: `12211111` (the base string with its last stride-2 made stride 1
+# and two stride-1 layers added, 8 layers) has a 2×2 pre-pool map and the base string's theoretical RF of
+# 49 pixels. Against the base string it changes the map and not the RF; against 112211 it changes the
+# RF and not the map (both comparisons also change the depth by two layers, the price of keeping the RF).
+#
 # Defaults chosen here (the paper is silent at this scale): SGD (lr 0.05, momentum 0.9, cosine, weight
-# decay 5e-4), batch 128, **trained to convergence**: at most `epochs` epochs (20 in the quick profile)
-# with early stopping (patience 5) on a stratified 10% validation split — monitored on natural accuracy
+# decay 5e-4), batch 128, **trained to convergence**: at most `epochs` epochs for standard training and
+# `at_epochs` for PGD-AT (20 and 40 in the quick profile: at a 20-epoch cap most PGD-AT models were still
+# improving) with early stopping (patience 5) on a stratified 10% validation split — monitored on natural accuracy
 # for standard training and on accuracy under the training attack for adversarial training — keeping
 # the best epoch's weights; PGD adversarial training with `at_steps` steps of size 2.5·ε/steps and a
 # random start, ε = 0.1 in pixel units for digits (8/255 on CIFAR-10 in the full profile). Upsampling is
@@ -519,7 +529,7 @@ tp = pd.DataFrame(ctx.cache.get_or_compute("training_throughput05", tp_key, meas
 tp_table = (tp.groupby(["config", "training"], sort=False)["train_img_per_s"]
             .agg(median="median", min="min", max="max").reset_index()
             .merge(config_table[["config", "map_side", "MFLOPs_per_image"]], on="config"))
-ctx.save_table(tp_table.round(1), "throughput", machine_dependent=True,
+ctx.save_table(tp_table.round({"median": 1, "min": 1, "max": 1, "MFLOPs_per_image": 4}), "throughput", machine_dependent=True,
                caption=f"MACHINE-DEPENDENT (not compared by --compare-to-committed): training images/s per configuration "
                f"(median, min, max over {S['throughput_repeats']} interleaved repeats; {_plat['cpu_model']}, "
                f"{_plat['torch_threads']} torch thread(s), {ctx.device})")
@@ -587,6 +597,9 @@ for r, training in enumerate(trainings):
             for sweep, marker, ls in [("stride", "o", "-"), ("upsample", "s", ":")]:
                 errplot(ax, sweep_rows(d, sweep), col, color=color, marker=marker, ls=ls, ms=5,
                         label=f"{col} ({'stride strings' if sweep == 'stride' else 'upsampling'})")
+            # the matched-receptive-field configuration: a 2×2 map at the base string's receptive field
+            errplot(ax, d[d["sweep"] == "matched_rf"], col, color=color, marker="D", ls="none", ms=6, mfc="none",
+                    label=f"{col} (matched RF)")
         ax.set(title=f"{head} pooling, {training}", ylim=(-0.02, 1.02))
         map_axis(ax)
         if r == 1:
@@ -596,7 +609,7 @@ for r, training in enumerate(trainings):
 axes[0, 1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
 fig.suptitle(f"Natural / consistency / PGD-20 and ensemble robust accuracy vs pre-pool map size (converged models, mean ± std over seeds)")
 fig.tight_layout()
-ctx.save_figure(fig, "accuracy_vs_map_size", caption="Accuracy vs pre-pool map side for average and max pooling heads; circles: stride strings at x1, squares: input upsampling of the base string")
+ctx.save_figure(fig, "accuracy_vs_map_size", caption="Accuracy vs pre-pool map side for average and max pooling heads; circles: stride strings at x1, squares: input upsampling of the base string, open diamonds: the matched-receptive-field configuration (2x2 map, the base string's RF)")
 
 # %% [markdown]
 # ### The decomposition: robust ≈ natural × consistency
@@ -654,8 +667,12 @@ ctx.save_figure(fig, "pooled_perturbation", caption="Relative pooled-feature per
 # %% [markdown]
 # ### ε sweep and the gradient-masking check
 #
-# PGD-10 robust accuracy over the ε grid (`eps_grid`) and at the ε chosen from the data (the largest
-# L∞ distance from an evaluated image to the nearest training image of another class).
+# PGD-10 robust accuracy over the ε grid (`eps_grid`) and at the largest data-chosen ε (dotted: the
+# largest L∞ distance from an evaluated image to the nearest training image of another class). The
+# gradient-masking check itself gives each image **its own** budget, its distance to the nearest
+# other-class training image: within it the image can be moved onto that image, so a working attack
+# drives robust accuracy to about 0, and a model that keeps more than a few images masks gradients (a
+# single ε at the largest distance would be far past every other image's distance and could not fail).
 
 # %%
 sweep_cols = [f"sweep_{e:g}" for e in eps_sweep]
@@ -669,7 +686,11 @@ for ax, training in zip(axes, trainings):
     ax.set(title=training, xlabel="L∞ ε", ylabel="PGD robust accuracy" if training == "standard" else "")
 axes[1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
 fig.tight_layout()
-ctx.save_figure(fig, "eps_sweep", caption="Robust accuracy vs epsilon per configuration (converged models, mean over seeds); dotted: the epsilon chosen from the data for the masking check")
+ctx.save_figure(fig, "eps_sweep", caption="Robust accuracy vs epsilon per configuration (converged models, mean over seeds); dotted: the largest per-image epsilon chosen from the data")
+masking_table = (results[results.training == "pgd_at"].drop_duplicates("model_key")
+                 .groupby(["config", "head"], sort=False)["masking"].agg(["mean", "max"]).round(3))
+print(f"robust accuracy with each image at its own data-chosen ε (median {float(eps_image.median()):.3f}), PGD-AT models:")
+masking_table
 
 # %% [markdown]
 # ## 3. Claims
@@ -819,10 +840,14 @@ claims_df[["kind", "family", "statistic", "n", "estimate", "ci_low", "ci_high", 
 # ### Closing note: accuracy at convergence per configuration and head
 #
 # Natural / consistency / robust (PGD-20, and the ensemble's worst case) accuracy per configuration,
-# head and training, over the converged models (mean over seeds), the assumption checks and the claims above.
+# head and training, over the converged models (mean over seeds; `n` models), the epochs they trained
+# and how many hit the epoch cap, the assumption checks and the claims above.
 
 # %%
-closing = (conv.groupby(["training", "config", "map_side", "head"], sort=False)[["natural", "consistency", "pgd", "ensemble"]].mean()
+closing = (conv.groupby(["training", "config", "map_side", "head"], sort=False)
+           .agg(n=("seed", "size"), epochs=("epochs_trained", "mean"), cap_hits=("cap_hit", "sum"),
+                natural=("natural", "mean"), consistency=("consistency", "mean"), pgd=("pgd", "mean"),
+                ensemble=("ensemble", "mean"))
            .round(3).reset_index())
 print(closing.to_string(index=False))
 print(claims_df[["kind", "statistic", "estimate", "verdict"]].to_string(index=False))
@@ -836,8 +861,8 @@ print("phase times (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()
 # defences (ALP, TRADES, MART, FAT, AWP, DAJAT), CIFAR-10-C and ViTs. The digits models are tiny, their
 # pre-pool maps span only 1–4 pixels, and PGD-AT at ε = 0.1 on 8×8 images is a different regime from
 # ε = 8/255 on 32×32 images; verdicts on trained networks here are about this regime only. Map size and
-# receptive field are not separated by a matched-receptive-field design here: larger maps come with a
-# smaller theoretical RF (table above), and the effective RF of edge units is reported instead. The
+# receptive field are separated by one matched-RF configuration only (2×2 map, two layers deeper than
+# the base string), not at every map size. The
 # full profile runs Paper E's set-up on a GPU: ResNet-18 with strides 1222 / 1122 and ×2 upsampling (5
 # seeds, both heads, standard and PGD-AT at 8/255 with 10 steps of 2/255, 110 epochs with ÷10 at 100 and
 # 105, crop + flip), PreActResNet-18, VGG-16-bn and AlexNet with their stride strings, and the

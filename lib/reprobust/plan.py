@@ -236,7 +236,7 @@ FULL_SETTINGS = {
         factors=[1, 2],                                           # §2.1 README: --scale-factor=2 (gains up to ×2)
         upsample_mode="nearest",                                  # §2.1: --mode=nearest, inside the model
         n_seeds=5,                                                # §3 Seeds: main.py runs seeds 0–4
-        epochs=110, at_epochs=110, patience=None,                 # §3 AT.py: 110 epochs, no early stopping
+        epochs=110, at_epochs=None, patience=None,                # §3 AT.py: 110 epochs (None: PGD-AT as `epochs`), no early stopping
         batch_size=128, lr=0.1,                                   # §3 common: SGD lr 0.1, batch 128
         train_extra=dict(schedule="multistep", milestones=[100, 105], gamma=0.1,  # §3 AT.py: MultiStep [100,105] ×0.1
                          momentum=0.9, weight_decay=5e-4,         # §3: momentum 0.9 (no Nesterov), wd 5e-4
@@ -441,7 +441,7 @@ def _grid_05(s):
         for head in ("avg", "max"):
             m = {**s["model"], "strides": strides, "head": head, "upsample": up}
             label = f"{m['name']} {strides}{f' ×{up}' if up > 1 else ''} {head} head"
-            for training, passes, epochs in (("standard", 1, s["epochs"]), ("PGD-AT", 1 + s["at_steps"], s["at_epochs"])):
+            for training, passes, epochs in (("standard", 1, s["epochs"]), ("PGD-AT", 1 + s["at_steps"], s["at_epochs"] or s["epochs"])):
                 trains.append(TrainJob(f"{label}: {training}", m, s["data"]["name"], s["n_seeds"], epochs,
                                        n_train, passes))
             evals.append(EvalJob(f"{label}: PGD-{a['pgd_steps']}, FGSM, DeepFool, L2 PGD, ε sweep", m,
@@ -452,7 +452,7 @@ def _grid_05(s):
         for strides in extra["strides"]:
             m = {**extra["model"], "strides": strides, "head": "avg", "upsample": 1}
             label = f"{m['name']} {strides}"
-            trains.append(TrainJob(f"{label}: PGD-AT", m, s["data"]["name"], s["extra_seeds"], s["at_epochs"], n_train,
+            trains.append(TrainJob(f"{label}: PGD-AT", m, s["data"]["name"], s["extra_seeds"], s["at_epochs"] or s["epochs"], n_train,
                                    1 + s["at_steps"]))
             evals.append(EvalJob(f"{label}: PGD-{a['pgd_steps']} ... and the '{s['ensemble']}' ensemble", m,
                                  s["data"]["name"], s["extra_seeds"], n_eval,
