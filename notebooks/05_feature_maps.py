@@ -48,7 +48,7 @@ cache_dir = None
 output_dir = None
 # notebook-specific parameters: None means "the profile's default"
 epochs = None          # most training epochs per standard model (early stopping on a validation split ends sooner)
-at_epochs = None       # most training epochs per adversarially trained model (the same early stopping; None in a profile: = epochs)
+at_epochs = None       # most training epochs per adversarially trained model (the same early stopping; None in a profile: the cap of epochs)
 n_seeds = None         # seeds (independently trained models) per configuration
 eps = None             # L∞ budget for adversarial training and FGSM / PGD evaluation
 eps_grid = None        # L∞ budgets of the ε sweep (gradient-masking check, robustness curves)
