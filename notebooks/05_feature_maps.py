@@ -706,7 +706,12 @@ masking_table
 # size effects are `replicate_slope`: per seed, the least-squares slope of the metric on log₂ of the
 # pre-pool map side over the row's configurations (stride strings at ×1: 1, 2, 4 pixels; upsampling
 # of the base string: ×1, ×2, ×4), then a t-test on the per-seed slopes. "avg − max" rows take, per
-# seed and configuration, the average-head value minus the max-head value.
+# seed and configuration, the average-head value minus the max-head value; the max head's own
+# consistency slope has its own rows (claim (b): the trend vanishes or reverses). The matched-RF rows
+# are paired per seed: the 2×2 map at the base string's RF against the base string (a map effect) and
+# against 112211 (an RF effect at equal map size, a design check: equivalence within 5 points). The
+# cost claim (c) is measured on this machine's clock and lives in the machine-dependent
+# `throughput_claims` table above, not here.
 
 # %%
 _t = time.perf_counter()
