@@ -90,7 +90,7 @@ def test_folders_report_files_numbers_verdicts_and_platform(tmp_path):
                      {**plat, "cpu_model": "B", "libraries": {"torch": "2.14.2"}})
     report = compare.compare_folders(tmp_path / "committed", tmp_path / "rerun", ["01_x"])
     nb = report["notebooks"]["01_x"]
-    assert nb["files"] == {"identical": 2, "compared": 3, "missing": []}      # fig.png, metrics.csv
+    assert nb["files"] == {"identical": 2, "compared": 3, "missing": [], "machine_dependent": []}  # fig.png, metrics.csv
     assert nb["max_rel_diff"] == pytest.approx(0.002 / 0.509)
     assert nb["worst"] == {"table": "claims", "row": "c1", "column": "estimate", "committed": -0.509, "rerun": -0.507}
     assert nb["tables"]["metrics"]["differ"] == 0
@@ -100,6 +100,24 @@ def test_folders_report_files_numbers_verdicts_and_platform(tmp_path):
     assert "01_x: 2/3 files byte-identical; largest relative difference 0.00393" in text
     assert "verdict changed: c2: inconclusive -> supported" in text and "cpu_model 'A' -> 'B'" in text
     json.dumps(report)   # serialisable as COMPARISON.json
+
+
+def test_machine_dependent_tables_are_listed_and_not_compared(tmp_path):
+    from reprobust.plotting import save_table
+
+    for side, ips in (("committed", 1000.0), ("rerun", 700.0)):  # the same table, timed on two machines
+        folder = tmp_path / side / "05_x"
+        folder.mkdir(parents=True)
+        save_table(pd.DataFrame({"config": ["a"], "img_per_s": [ips]}), "throughput", folder, machine_dependent=True)
+        save_table(pd.DataFrame({"config": ["a"], "acc": [0.5]}), "results", folder)
+    index = json.loads((tmp_path / "committed" / "05_x" / "_outputs.json").read_text())
+    assert [e.get("machine_dependent", False) for e in index] == [True, False]  # only the marked table
+    nb = compare.compare_notebook(tmp_path / "committed" / "05_x", tmp_path / "rerun" / "05_x")
+    assert nb["files"]["machine_dependent"] == ["throughput.csv", "throughput.md"]
+    assert nb["files"]["compared"] == 2 and nb["files"]["identical"] == 2  # results.csv/.md only
+    assert set(nb["tables"]) == {"results"} and nb["max_rel_diff"] == 0.0
+    assert "machine-dependent, not compared: throughput.csv, throughput.md" in compare.format_report(
+        {"platform": {"differs": {}}, "notebooks": {"05_x": nb}}, "figures", "rerun")
 
 
 def test_reference_must_hold_the_notebooks_of_the_same_profile(tmp_path):

@@ -277,3 +277,75 @@ def test_training_throughput_trains_a_copy_and_leaves_the_model_untouched():
         assert torch.equal(v, state[k]), k
     with pytest.raises(ValueError, match="n_batches=0"):
         fm.training_throughput(net, x, y, n_batches=0)
+
+
+class _Threshold(nn.Module):
+    """Two classes split at pixel value 0.5 of a 1×1 image; ``masked`` reverses the gradient (the forward
+    value is unchanged), so a gradient attack walks away from the boundary: gradient masking by construction."""
+
+    def __init__(self, masked=False):
+        super().__init__()
+        self.masked = masked
+        self.dummy = nn.Parameter(torch.zeros(1))  # the attacks read the device from a parameter
+
+    def forward(self, x):
+        v = x.flatten(1)[:, :1] - 0.5
+        if self.masked:
+            v = v + 2 * (v.detach() - v)  # value v, gradient −1
+        return torch.cat([-10 * v, 10 * v], 1) + 0 * self.dummy
+
+
+def test_nearest_other_class_distance_matches_a_brute_force_loop():
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(6, 1, 3, 3, generator=gen), torch.randint(0, 3, (6,), generator=gen)
+    xr, yr = torch.rand(20, 1, 3, 3, generator=gen), torch.randint(0, 3, (20,), generator=gen)
+    got = fm.nearest_other_class_distance(x, y, xr, yr)
+    want = [min(float((x[i] - xr[j]).abs().max()) for j in range(20) if yr[j] != y[i]) for i in range(6)]
+    assert got.tolist() == pytest.approx(want)
+    # a reference set of the image's own class only: no other class to reach
+    assert math.isinf(fm.nearest_other_class_distance(x[:1], y[:1], xr[yr == y[0]], yr[yr == y[0]])[0])
+
+
+def test_per_image_eps_masking_check_passes_an_honest_model_and_fails_a_masked_one():
+    x_eval, y_eval = torch.tensor([0.2, 0.9]).view(2, 1, 1, 1), torch.tensor([0, 1])
+    x_ref, y_ref = torch.tensor([0.7, 0.3, 0.1]).view(3, 1, 1, 1), torch.tensor([1, 0, 0])
+    eps = fm.nearest_other_class_distance(x_eval, y_eval, x_ref, y_ref)
+    assert eps.tolist() == pytest.approx([0.5, 0.6])
+    honest, masked = _Threshold().eval(), _Threshold(masked=True).eval()
+    assert fm.robust_accuracy_per_image_eps(honest, x_eval, y_eval, eps, steps=10) == 0.0  # the check passes
+    assert fm.robust_accuracy_per_image_eps(masked, x_eval, y_eval, eps, steps=10) == 1.0  # ... and can fail
+    # at ε = 0 nothing moves: natural accuracy; half the budget is not enough to cross the boundary at 0.5
+    assert fm.robust_accuracy_per_image_eps(honest, x_eval, y_eval, [0.0, 0.0]) == 1.0
+    assert fm.robust_accuracy_per_image_eps(honest, x_eval, y_eval, eps / 2, steps=10) == 1.0
+    with pytest.raises(ValueError, match="eps has 1 entries for 2 images"):
+        fm.robust_accuracy_per_image_eps(honest, x_eval, y_eval, [0.1])
+    with pytest.raises(ValueError, match="must be finite and ≥ 0"):
+        fm.robust_accuracy_per_image_eps(honest, x_eval, y_eval, [0.1, float("inf")])
+
+
+def test_bilinear_upsampling_runs_through_the_pipeline_and_changes_the_input(tmp_path):
+    # upsample_mode is a notebook parameter (nearest by default); smoke-size run of the bilinear path:
+    # the spec (cache key), training, the stem's upsampled input, map size and the robustness metrics.
+    from reprobust.cache import Cache, config_key
+    from reprobust.data import load_dataset
+    from reprobust.train import trained_model
+
+    def spec(mode):
+        return {"data": {"name": "digits", "n_train": 100, "n_test": 20},
+                "model": {"name": "cnn", "channels": [4, 8, 8, 8, 8, 8], "batchnorm": True, "strides": "122211",
+                          "head": "avg", "upsample": 2, "upsample_mode": mode},
+                "train": {"epochs": 1, "batch_size": 50, "lr": 0.05, "adversarial": None}, "seed": 0}
+
+    assert config_key(spec("bilinear")) != config_key(spec("nearest"))
+    nets = {m: trained_model(spec(m), cache=Cache(tmp_path)) for m in ("nearest", "bilinear")}
+    ds = load_dataset("digits", n_train=100, n_test=20)
+    x, y = ds.x_test, ds.y_test
+    with torch.no_grad():
+        near, bil = nets["nearest"].stem(x), nets["bilinear"].stem(x)
+    assert near.shape == bil.shape == (20, 1, 16, 16)
+    assert not torch.allclose(near, bil)  # bilinear interpolates between pixels, nearest copies them
+    assert torch.equal(near[..., ::2, ::2], (x - nets["nearest"].stem.mean) / nets["nearest"].stem.std)
+    assert fm.prepool_map_size(nets["bilinear"], ds.input_shape) == (2, 2)
+    m = fm.robustness_metrics(nets["bilinear"], x, y, eps=0.1, eps_l2=0.5, sweep_eps=[0.2], pgd_steps=2,
+                              sweep_steps=2, deepfool_steps=3)
+    assert 0.0 <= m["pgd"] <= m["natural"] + 1e-6 and m["natural"] <= 1.0 and 0.0 <= m["consistency"] <= 1.0

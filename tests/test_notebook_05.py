@@ -36,10 +36,13 @@ def test_notebook_05_smoke(run_smoke):
 
     # Convergence is reported per distinct model; the 1×1-map model is shared by both heads (counted once).
     conv = pd.read_csv(folder / "convergence.csv")
-    assert {"epochs_trained", "best_epoch", "natural", "converged"} <= set(conv.columns)
-    assert (conv.best_epoch <= conv.epochs_trained).all()
-    # smoke: per training and seed 122211×1 (shared by both heads) + 112211×1 and 122211×2 with each head
-    assert len(conv) == 5 * 2 * 2
+    assert {"epoch_cap", "epochs_trained", "best_epoch", "cap_hit", "val_natural", "natural", "converged"} <= set(conv.columns)
+    assert (conv.best_epoch <= conv.epochs_trained).all() and (conv.epochs_trained <= conv.epoch_cap).all()
+    assert (conv.cap_hit == (conv.epochs_trained == conv.epoch_cap)).all()
+    assert conv.val_natural.between(0, 1).all()
+    # smoke: per training and seed 122211×1 (shared by both heads) + 112211×1, 122211×2 and the
+    # matched-receptive-field 12211111×1 with each head
+    assert len(conv) == 7 * 2 * 2
 
     # The configuration table reports theoretical and effective receptive fields next to the map size,
     # and upsampling costs FLOPs.
@@ -48,6 +51,34 @@ def test_notebook_05_smoke(run_smoke):
     assert configs.loc["122211 ×2", "map_side"] == configs.loc["112211 ×1", "map_side"] == 2
     assert configs.loc["122211 ×2", "MFLOPs_per_image"] > configs.loc["122211 ×1", "MFLOPs_per_image"]
     assert (configs.erf_corner_pixels <= configs.erf_centre_pixels).all() and (configs.erf_centre_pixels <= 64).all()
+    # the matched-receptive-field configuration: the 2×2 map of 112211 at the base string's receptive field
+    assert configs.loc["12211111 ×1", "map_side"] == 2
+    assert configs.loc["12211111 ×1", "receptive_field"] == configs.loc["122211 ×1", "receptive_field"] == 49
+    assert configs.loc["112211 ×1", "receptive_field"] < 49
+    rf_rows = claims[claims.family.str.startswith("matched receptive field")]
+    assert len(rf_rows) == 6 and (rf_rows.kind == "check").sum() == 2
+    assert rf_rows.statistic.str.startswith("consistency: 12211111 ×1").sum() == 3
+
+    # Consistency rows for the max head on its own, in their own family (the avg rows' Holm is unchanged).
+    max_rows = claims[claims.statistic.str.startswith("slope of consistency on log2(map side), max head")]
+    assert len(max_rows) == 2 and set(max_rows.family) == {"map size → consistency, max head"}
+    assert (max_rows.expected == "negative").all()
+
+    # The masking check gives every image its own ε (distance to the nearest other-class training image).
+    mask_row = claims[claims.family == "attack checks"].iloc[0]
+    assert "each image at its own ε" in mask_row.statistic and mask_row.kind == "check"
+
+    # Throughput: a separate, machine-dependent table (listed, not compared by --compare-to-committed),
+    # with the ×2-upsampling vs one-fewer-stride-2 cost row kept out of claims.csv.
+    import json
+    index = {e["name"]: e for e in json.loads((folder / "_outputs.json").read_text())}
+    assert index["throughput"].get("machine_dependent") and index["throughput_claims"].get("machine_dependent")
+    assert not any(index[n].get("machine_dependent") for n in ("claims", "configurations", "results"))
+    tp = pd.read_csv(folder / "throughput.csv")
+    assert len(tp) == 2 * len(configs) and (tp["min"] <= tp["median"]).all() and (tp["median"] <= tp["max"]).all()
+    cost = pd.read_csv(folder / "throughput_claims.csv")
+    assert len(cost) == 2 and cost.statistic.str.startswith("log time ratio (122211 ×2) / (112211 ×1)").all()
+    assert not claims.family.str.startswith("cost").any()
 
     # The reported robust accuracy is the ensemble's worst case per image; PGD-20 is kept beside it.
     robust = pd.read_csv(folder / "robust_accuracy.csv")

@@ -309,13 +309,20 @@ class ClaimsTable:
                                      j if v.size > 1 else "", float(vv)))
         return pd.DataFrame(recs, columns=["id", "claim", "statistic", "series", "replicate", "condition", "value"])
 
-    def save(self, ctx, name: str = "claims") -> pd.DataFrame:
-        """Write ``claims.csv``/``.md`` and ``claims_replicates.csv``/``.md`` through the notebook context."""
+    def save(self, ctx, name: str = "claims", machine_dependent: bool = False) -> pd.DataFrame:
+        """Write ``<name>.csv``/``.md`` and ``<name>_replicates.csv``/``.md`` through the notebook context.
+
+        ``machine_dependent=True`` for rows measured on this machine's clock (timings): both tables are
+        marked so (:func:`reprobust.plotting.save_table`) and not compared across machines.
+        """
         df = self.frame()
+        # passed only when set: a context without the option (a test's stand-in) still works
+        kw = {"machine_dependent": True} if machine_dependent else {}
         ctx.save_table(df, name, caption="Claims tested, with verdicts computed from this run "
-                                         "(n = independently trained models; p adjusted by Holm within each family)")
+                                         "(n = independently trained models; p adjusted by Holm within each family)"
+                       + ("; MACHINE-DEPENDENT: timings on this machine" if machine_dependent else ""), **kw)
         ctx.save_table(self.replicates_frame(), f"{name}_replicates",
-                       caption="The per-replicate values behind each claims row")
+                       caption="The per-replicate values behind each claims row", **kw)
         return df
 
 

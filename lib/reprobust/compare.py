@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 RUN_FILE = "_run.json"
+INDEX_FILE = "_outputs.json"  # plotting.INDEX_FILE (not imported: this module stays free of matplotlib)
 COMPARED_SUFFIXES = (".png", ".csv", ".md")
 
 
@@ -164,19 +165,34 @@ def platform_differences(a: dict | None, b: dict | None) -> dict:
     return {k: [fa.get(k), fb.get(k)] for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
 
 
+def machine_dependent_files(folder: Path) -> set:
+    """File names of the outputs a notebook marked machine-dependent (wall times, throughput) in its
+    output index (``_outputs.json``, :func:`reprobust.plotting.save_table`)."""
+    index = Path(folder) / INDEX_FILE
+    if not index.exists():
+        return set()
+    return {f for e in json.loads(index.read_text()) if e.get("machine_dependent") for f in e.get("files", [])}
+
+
 def compare_notebook(committed: Path, rerun: Path) -> dict:
     """Compare one notebook's committed folder with its rerun folder.
 
-    Returns ``{"files": {"identical", "compared", "missing"}, "tables": {name: compare_tables(...)},
-    "max_rel_diff", "worst": {"table", ...}, "verdicts": compare_verdicts(...) or None}``.
+    Outputs marked machine-dependent (in either folder's index) are listed, not compared: their numbers
+    are expected to differ on another machine or under another load.
+
+    Returns ``{"files": {"identical", "compared", "missing", "machine_dependent"}, "tables": {name:
+    compare_tables(...)}, "max_rel_diff", "worst": {"table", ...}, "verdicts": compare_verdicts(...) or None}``.
     """
     committed, rerun = Path(committed), Path(rerun)
-    files = sorted(p for p in committed.iterdir() if p.suffix in COMPARED_SUFFIXES and not p.name.startswith("_"))
+    skipped = machine_dependent_files(committed) | machine_dependent_files(rerun)
+    files = sorted(p for p in committed.iterdir()
+                   if p.suffix in COMPARED_SUFFIXES and not p.name.startswith("_") and p.name not in skipped)
     identical = sum((rerun / p.name).exists() and (rerun / p.name).read_bytes() == p.read_bytes() for p in files)
     missing = [p.name for p in files if not (rerun / p.name).exists()]
     tables = {p.stem: compare_tables(p, rerun / p.name) for p in files if p.suffix == ".csv" and p.name not in missing}
     worst_name = max(tables, key=lambda t: tables[t]["max_rel_diff"], default=None)
-    out = {"files": {"identical": int(identical), "compared": len(files), "missing": missing}, "tables": tables,
+    out = {"files": {"identical": int(identical), "compared": len(files), "missing": missing,
+                     "machine_dependent": sorted(skipped)}, "tables": tables,
            "max_rel_diff": tables[worst_name]["max_rel_diff"] if worst_name else 0.0,
            "worst": ({"table": worst_name, **tables[worst_name]["worst"]}
                      if worst_name and tables[worst_name]["worst"] else None),
@@ -232,6 +248,8 @@ def format_report(report: dict, committed, rerun) -> str:
                              f"difference {res['max_rel_diff']:.3g}" + (f" ({res['note']})" if res["note"] else ""))
         if f["missing"]:
             lines.append(f"      missing in the rerun: {', '.join(f['missing'])}")
+        if f.get("machine_dependent"):
+            lines.append(f"      machine-dependent, not compared: {', '.join(f['machine_dependent'])}")
         for c in (v or {}).get("changed", []):
             lines.append(f"      verdict changed: {c['key']}: {c['committed'] or '(no row)'} -> {c['rerun'] or '(no row)'}")
     return "\n".join(lines)

@@ -76,9 +76,10 @@ class NotebookContext:
             plt.close(fig)
         return paths
 
-    def save_table(self, df, name: str, caption: str = ""):
-        """Save a table as CSV + Markdown into :attr:`output_dir`."""
-        paths = plotting.save_table(df, name, self.output_dir, caption=caption)
+    def save_table(self, df, name: str, caption: str = "", machine_dependent: bool = False):
+        """Save a table as CSV + Markdown into :attr:`output_dir` (``machine_dependent``: see
+        :func:`reprobust.plotting.save_table`)."""
+        paths = plotting.save_table(df, name, self.output_dir, caption=caption, machine_dependent=machine_dependent)
         self.saved.extend(paths)
         return paths
 

@@ -236,7 +236,7 @@ FULL_SETTINGS = {
         factors=[1, 2],                                           # §2.1 README: --scale-factor=2 (gains up to ×2)
         upsample_mode="nearest",                                  # §2.1: --mode=nearest, inside the model
         n_seeds=5,                                                # §3 Seeds: main.py runs seeds 0–4
-        epochs=110, patience=None,                                # §3 AT.py: 110 epochs, no early stopping
+        epochs=110, at_epochs=None, patience=None,                # §3 AT.py: 110 epochs (None: PGD-AT as `epochs`), no early stopping
         batch_size=128, lr=0.1,                                   # §3 common: SGD lr 0.1, batch 128
         train_extra=dict(schedule="multistep", milestones=[100, 105], gamma=0.1,  # §3 AT.py: MultiStep [100,105] ×0.1
                          momentum=0.9, weight_decay=5e-4,         # §3: momentum 0.9 (no Nesterov), wd 5e-4
@@ -254,7 +254,9 @@ FULL_SETTINGS = {
         ensemble="standard", apgd_steps=100, square_queries=5000,  # §4: AutoAttack standard (FAB-T → PGD restarts)
         ensemble_trainings=["standard", "pgd_at"],                # every model (our default)
         n_diag=1000,                                              # our default (attack-strength checks)
+        throughput_repeats=5,                                     # our default (timing repeats, §8 item 8: time both)
         accuracy_floor=0.7,                                       # our default (below it a model is left out)
+        matched_rf=None,                                          # the digits CNN's matched-receptive-field design only
         # §2.2 table / §2 Key: the other architectures with their own stride semantics, PGD-AT, one seed each
         extra_architectures=[dict(model={"name": "preact_resnet18"}, strides=["1222", "1122"]),
                              dict(model={"name": "vgg16_bn"}, strides=["11222", "11122"]),
@@ -439,8 +441,8 @@ def _grid_05(s):
         for head in ("avg", "max"):
             m = {**s["model"], "strides": strides, "head": head, "upsample": up}
             label = f"{m['name']} {strides}{f' ×{up}' if up > 1 else ''} {head} head"
-            for training, passes in (("standard", 1), ("PGD-AT", 1 + s["at_steps"])):
-                trains.append(TrainJob(f"{label}: {training}", m, s["data"]["name"], s["n_seeds"], s["epochs"],
+            for training, passes, epochs in (("standard", 1, s["epochs"]), ("PGD-AT", 1 + s["at_steps"], s["at_epochs"] or s["epochs"])):
+                trains.append(TrainJob(f"{label}: {training}", m, s["data"]["name"], s["n_seeds"], epochs,
                                        n_train, passes))
             evals.append(EvalJob(f"{label}: PGD-{a['pgd_steps']}, FGSM, DeepFool, L2 PGD, ε sweep", m,
                                  s["data"]["name"], 2 * s["n_seeds"], n_eval, metric_passes))
@@ -450,7 +452,7 @@ def _grid_05(s):
         for strides in extra["strides"]:
             m = {**extra["model"], "strides": strides, "head": "avg", "upsample": 1}
             label = f"{m['name']} {strides}"
-            trains.append(TrainJob(f"{label}: PGD-AT", m, s["data"]["name"], s["extra_seeds"], s["epochs"], n_train,
+            trains.append(TrainJob(f"{label}: PGD-AT", m, s["data"]["name"], s["extra_seeds"], s["at_epochs"] or s["epochs"], n_train,
                                    1 + s["at_steps"]))
             evals.append(EvalJob(f"{label}: PGD-{a['pgd_steps']} ... and the '{s['ensemble']}' ensemble", m,
                                  s["data"]["name"], s["extra_seeds"], n_eval,

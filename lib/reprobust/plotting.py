@@ -90,12 +90,19 @@ def markdown_table(df: pd.DataFrame, float_format: str = "{:.3g}") -> str:
     return "\n".join(lines) + "\n"
 
 
-def save_table(df: pd.DataFrame, name: str, folder, *, caption: str = "") -> list:
-    """Save ``df`` as ``<folder>/<name>.csv`` and ``<folder>/<name>.md`` and register it."""
+def save_table(df: pd.DataFrame, name: str, folder, *, caption: str = "", machine_dependent: bool = False) -> list:
+    """Save ``df`` as ``<folder>/<name>.csv`` and ``<folder>/<name>.md`` and register it.
+
+    ``machine_dependent=True`` marks a table whose numbers depend on the machine and its load (wall
+    times, throughput) in the output index: :mod:`reprobust.compare` lists it and does not compare it.
+    """
     folder = Path(folder)
     atomic_write_bytes(folder / f"{name}.csv", df.to_csv(index=False, float_format="%.6g").encode())
     atomic_write_bytes(folder / f"{name}.md", markdown_table(df).encode())
-    _register(folder, {"name": name, "kind": "table", "files": [f"{name}.csv", f"{name}.md"], "caption": caption})
+    entry = {"name": name, "kind": "table", "files": [f"{name}.csv", f"{name}.md"], "caption": caption}
+    if machine_dependent:  # only then: the index of every other table stays byte-identical
+        entry["machine_dependent"] = True
+    _register(folder, entry)
     return [folder / f"{name}.csv", folder / f"{name}.md"]
 
 
