@@ -86,7 +86,8 @@ from reprobust.metrics import gradients as grads
 from reprobust.metrics import selectivity as sel
 from reprobust.paths import default_data_dir
 from reprobust.plan import full_settings
-from reprobust.robustness import cached_attack_diagnostics, cached_robust_accuracy, radius_for_accuracy
+from reprobust.robustness import (cached_attack_diagnostics, cached_robust_accuracy, publish_attack_diagnostics,
+                                  radius_for_accuracy)
 from reprobust.train import accuracy, build_from_spec
 from reprobust.validation import check_choice
 
@@ -627,11 +628,9 @@ def diagnostics(key):
     return table.assign(model=f"α={key[0]:g}, seed {key[1]}, {key[2]}")
 
 
-diag = pd.concat([diagnostics(k) for k in DIAG_KEYS], ignore_index=True)[["model", "check", "value", "threshold", "passed"]]
-ctx.save_table(diag, "attack_diagnostics", caption=f"Attack-strength checks ({n_diag} images, L∞ ε={S['ensemble_eps']:g}, "
-               f"'{S['ensemble']}' ensemble): a failing row means the reported robust accuracy is suspect")
+diag = publish_attack_diagnostics(ctx, [diagnostics(k) for k in DIAG_KEYS], n=n_diag, eps=S["ensemble_eps"],
+                                  ensemble=S["ensemble"])
 TIMES["attack diagnostics"] = time.perf_counter() - t
-print(f"{int((diag.passed == False).sum())} of {len(diag)} attack checks failed")  # noqa: E712 (None = not run)
 diag
 
 # %% [markdown]

@@ -73,7 +73,7 @@ from reprobust.metrics import feature_maps as fm
 from reprobust.cache import config_key
 from reprobust.claims import ClaimsTable
 from reprobust.plan import full_settings
-from reprobust.robustness import cached_attack_diagnostics, cached_robust_accuracy
+from reprobust.robustness import cached_attack_diagnostics, cached_robust_accuracy, publish_attack_diagnostics
 from reprobust.validation import check_choice
 
 timings = {}
@@ -144,9 +144,12 @@ S
 
 # %%
 _t = time.perf_counter()
-synthetic = pd.concat([fm.synthetic_sensitivity(map_sides=S["synthetic_sides"], trials=S["synthetic_trials"],
+synthetic = pd.DataFrame(ctx.cache.get_or_compute(
+    "synthetic05", {"sides": S["synthetic_sides"], "trials": S["synthetic_trials"], "seeds": S["synthetic_seeds"],
+                    "seed": seed},
+    lambda: pd.concat([fm.synthetic_sensitivity(map_sides=S["synthetic_sides"], trials=S["synthetic_trials"],
                                                 seed=seed + k).assign(seed=seed + k)
-                       for k in range(S["synthetic_seeds"])], ignore_index=True)
+                       for k in range(S["synthetic_seeds"])], ignore_index=True).to_dict("list")))
 timings["synthetic"] = time.perf_counter() - _t
 slopes = pd.concat([fm.synthetic_slopes(d).assign(seed=s) for s, d in synthetic.groupby("seed")], ignore_index=True)
 slope_table = (slopes.groupby(["growth", "perturbation", "pooling"])["slope"].agg(["mean", "std"])
@@ -408,11 +411,9 @@ def diagnostics(cfg):
     return table.assign(model=f"{cfg['strides']} ×1, avg head, PGD-AT, seed {seeds[0]}")
 
 
-diag = pd.concat([diagnostics(c) for c in diag_cfgs], ignore_index=True)[["model", "check", "value", "threshold", "passed"]]
-ctx.save_table(diag, "attack_diagnostics", caption=f"Attack-strength checks ({n_diag} images, L∞ ε={S['eps']:g}, "
-               f"'{S['ensemble']}' ensemble): a failing row means the reported robust accuracy is suspect")
+diag = publish_attack_diagnostics(ctx, [diagnostics(c) for c in diag_cfgs], n=n_diag, eps=S["eps"],
+                                  ensemble=S["ensemble"])
 timings["ensemble checks"] = time.perf_counter() - _t
-print(f"{int((diag.passed == False).sum())} of {len(diag)} attack checks failed")  # noqa: E712 (None = not run)
 display(diag)
 robust_table.groupby(["training", "config", "head"], sort=False)[["natural", "pgd", "ensemble"]].mean().round(3)
 

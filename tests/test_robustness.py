@@ -170,3 +170,24 @@ def test_radius_for_accuracy_matches_a_target_and_reports_failure(adv_cnn, digit
     assert not m.converged and m.eps == 0.0 and m.accuracy == pytest.approx(clean) and m.evaluations == 4
     with pytest.raises(ValueError, match="target accuracy=1.5 is out of range"):
         radius_for_accuracy(adv_cnn, x, y, target=1.5, eps_high=1.0)
+
+
+def test_publish_attack_diagnostics_saves_one_table_and_counts_failures(capsys):
+    import pandas as pd
+
+    from reprobust.robustness import publish_attack_diagnostics
+
+    saved = {}
+
+    class Ctx:
+        def save_table(self, df, name, caption):
+            saved[name] = (df, caption)
+
+    a = pd.DataFrame({"check": ["x", "y"], "value": [0.1, 0.2], "threshold": [0.0, 0.3], "passed": [False, True],
+                      "model": "A"})
+    b = pd.DataFrame({"check": ["x"], "value": [0.0], "threshold": [0.0], "passed": [None], "model": "B"})
+    out = publish_attack_diagnostics(Ctx(), [a, b], n=50, eps=0.1, ensemble="fast")
+    assert list(out.columns) == ["model", "check", "value", "threshold", "passed"] and len(out) == 3
+    df, caption = saved["attack_diagnostics"]
+    assert df.equals(out) and "50 images" in caption and "ε=0.1" in caption and "'fast'" in caption
+    assert "1 of 3 attack checks failed" in capsys.readouterr().out   # None (not run) is not a failure

@@ -22,6 +22,7 @@ trustworthy (Carlini et al. 2019, "On evaluating adversarial robustness"; Croce 
   accuracy reaches 0 at a large ε; more steps / more restarts do not lower it by more than a stated
   tolerance; a transfer attack from a standard model and the black-box Square attack do not beat the
   white-box ensemble. A failing row means the reported robust accuracy is not to be trusted.
+* :func:`publish_attack_diagnostics` — a notebook's diagnostics tables saved as one ``attack_diagnostics`` table.
 * :func:`radius_for_accuracy` — the PGD radius at which a model's accuracy equals a target (bisection),
   for comparisons of adversarial and other perturbations *matched in effect* rather than in size.
 """
@@ -441,3 +442,23 @@ def cached_attack_diagnostics(cache, model, x, y, *, config: dict, kind: str = "
     key = {**config, **{k: v for k, v in kwargs.items() if k != "reference_model"}}
     table = cache.get_or_compute(kind, key, lambda: attack_diagnostics(model, x, y, **kwargs).to_dict("list"))
     return pd.DataFrame(table)
+
+
+def publish_attack_diagnostics(ctx, tables, *, n: int, eps: float, ensemble: str) -> pd.DataFrame:
+    """Save the :func:`attack_diagnostics` tables of a notebook's main models as one table.
+
+    Parameters
+    ----------
+    ctx : the notebook's context (its ``save_table`` publishes ``attack_diagnostics``)
+    tables : list of DataFrames, each with a ``model`` column naming the model it checks
+    n : images checked; eps : the L∞ budget; ensemble : the ensemble's name (for the caption)
+
+    Returns
+    -------
+    DataFrame with columns ``model, check, value, threshold, passed`` (``passed`` None: not run)
+    """
+    diag = pd.concat(tables, ignore_index=True)[["model", "check", "value", "threshold", "passed"]]
+    ctx.save_table(diag, "attack_diagnostics", caption=f"Attack-strength checks ({n} images, L∞ ε={eps:g}, "
+                   f"'{ensemble}' ensemble): a failing row means the reported robust accuracy is suspect")
+    print(f"{int((diag.passed == False).sum())} of {len(diag)} attack checks failed")  # noqa: E712 (None = not run)
+    return diag
