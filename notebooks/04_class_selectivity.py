@@ -283,14 +283,11 @@ x_dim_noise = (x_dim + eps_l2 * g / g.flatten(1).norm(dim=1).view(-1, 1, 1, 1)).
 print(f"SI layers: {si_layers}\nearly layers (claim 3): {early_layers}\n"
       f"matched L2 size of severity-{sev_dim} corruptions: {eps_l2:.3f}")
 
-# `match` and version 3 stay in the key only so that the cached evaluations stay valid: the effect-matched
-# set is no longer made here from that grid of fractions of ε_L2 (its smallest, ε_L2/16, still left
-# accuracy 0.55 against 0.82 on the corruptions) but by the bisection of `matched_eval` below, cached
-# apart; what older entries hold for the grid is dropped on load, so cold and warm runs agree.
+# The key holds the corrupted images' content hash, so a change to a corruption re-evaluates every model.
 EVAL_CFG = dict(n_eval=len(y_eval), corruptions=list(cset.corruptions), severities=list(cset.severities),
-                eps=eps_grid, pgd_steps=S["pgd_steps"], n_attack=S["n_attack"], n_dim=n_dim, sev_dim=sev_dim,
-                match=[1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0], n_grad=S["n_grad"], grad_units=S["grad_units"], seed=seed,
-                version=3)
+                corrupted_set=corr.images_fingerprint(cset.images), eps=eps_grid, pgd_steps=S["pgd_steps"],
+                n_attack=S["n_attack"], n_dim=n_dim, sev_dim=sev_dim, n_grad=S["n_grad"], grad_units=S["grad_units"],
+                seed=seed, version=4)
 
 
 def evaluate(model, spec, model_seed):
@@ -328,11 +325,7 @@ def evaluate(model, spec, model_seed):
                     clean=accuracy(model, x_eval, y_eval), corrupted=corr.corruption_accuracy(model, cset),
                     fgsm=np.array(fgsm_acc), pgd=np.array(pgd_acc), dims=dims, input_dims=input_dims,
                     dim_acc=accs, grads=grad_rows, units=units)
-    r = ctx.cache.get_or_compute("selectivity_eval", {"spec": spec, "eval": EVAL_CFG}, compute)
-    for part in ("dims", "input_dims", "dim_acc"):   # the grid-matched set of older entries (see EVAL_CFG)
-        r[part].pop("adversarial_matched", None)
-    r.pop("match_fraction", None)
-    return r
+    return ctx.cache.get_or_compute("selectivity_eval", {"spec": spec, "eval": EVAL_CFG}, compute)
 
 
 MATCH_TOLERANCE = 0.01  # bisection stops when |matched PGD accuracy − corrupted accuracy| ≤ 1 point

@@ -205,3 +205,23 @@ def test_load_cifar10c_reads_the_release_layout(tmp_path):
     np.testing.assert_array_equal(cs.labels, [0, 1, 2])
     with pytest.raises(FileNotFoundError, match="missing: contrast.npy"):
         C.load_cifar10c(tmp_path, ["fog", "contrast"])
+
+
+def test_glass_blur_shuffle_has_the_originals_view_swap_semantics(images):
+    """make_cifar_c.py's ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on an (H, W, C) NumPy array copies the
+    neighbour into (h, w) and leaves (h', w') as it is (the second write reads the already-overwritten view).
+    Replayed here on one image with the same random draws, around the same two blurs."""
+    x = images[3][:1].copy()
+    sigma, delta, iterations = C.SEVERITY_PARAMS["glass_blur"][3]
+    ours = C._glass_blur(x.copy(), (sigma, delta, iterations), np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    hwc = np.floor(np.clip(C._blur_images(x, sigma), 0, 1) * 255)[0].transpose(1, 2, 0) / 255
+    h, w = hwc.shape[:2]
+    for _ in range(iterations):
+        for row in range(h - delta, delta, -1):
+            for col in range(w - delta, delta, -1):
+                dx, dy = rng.integers(-delta, delta, size=(1, 2))[0]
+                r2, c2 = row + dy, col + dx
+                hwc[row, col], hwc[r2, c2] = hwc[r2, c2], hwc[row, col]   # the original's line, verbatim semantics
+    reference = C._blur_images(hwc.transpose(2, 0, 1)[None], sigma)
+    np.testing.assert_allclose(ours, reference, atol=1e-12)

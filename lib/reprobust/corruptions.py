@@ -280,16 +280,18 @@ def _glass_blur(x, c, rng):
     x = _blur_images(x, sigma)
     x = np.floor(np.clip(x, 0, 1) * 255) / 255  # the original quantises to 8 bits between the blurs
     images = np.arange(n)
-    # locally shuffle pixels: sweep the image bottom-right to top-left, swapping each pixel with a random
-    # neighbour (the sweep is sequential, so it is a loop over positions, vectorised over images)
+    # locally shuffle pixels: sweep the image bottom-right to top-left, each pixel taking the value of a
+    # random neighbour (the sweep is sequential, so it is a loop over positions, vectorised over images).
+    # The original's "swap", ``x[h, w], x[h', w'] = x[h', w'], x[h, w]`` on an (H, W, 3) array, assigns
+    # two NumPy views: the first write changes what the second reads, so it only copies the neighbour
+    # into (h, w). CIFAR-10-C was made that way, so we copy too (a true swap changed images 1.1–1.6×
+    # more than the reference, benchmarks/bench_selectivity.py).
     for _ in range(iterations):
         for row in range(h - delta, delta, -1):
             for col in range(w - delta, delta, -1):
                 d = rng.integers(-delta, delta, size=(n, 2))
                 r2, c2 = row + d[:, 1], col + d[:, 0]
-                here = x[images, :, row, col].copy()
                 x[images, :, row, col] = x[images, :, r2, c2]
-                x[images, :, r2, c2] = here
     return _blur_images(x, sigma)
 
 
@@ -682,7 +684,7 @@ def cached_corrupted_set(cache, images, labels, corruptions: Sequence[str] | Non
     if cache is None:
         return make_corrupted_set(x, labels, names, severities, seed, progress)
     config = dict(images=images_fingerprint(images), corruptions=list(names), severities=list(severities),
-                  seed=int(seed), params=_params_repr(names), version=1)
+                  seed=int(seed), params=_params_repr(names), version=2)  # 2: glass blur copies
 
     def compute():
         cs = make_corrupted_set(x, labels, names, severities, seed, progress)
