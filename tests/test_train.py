@@ -178,3 +178,21 @@ def test_attack_bn_mode_crafts_with_batch_statistics():
     assert not torch.allclose(x_eval, x_train)
     with pytest.raises(ValueError, match="attack_bn"):
         _adversarial_batch(net, x, y, {**adv, "attack_bn": "batch"}, seed=1)
+
+
+def test_nesterov_switch_matches_torch_sgd(digits):
+    """``nesterov`` reaches torch's SGD: one step of ``fit`` equals one step of a hand-made optimiser."""
+    x, y = digits.x_train[:64], digits.y_train[:64]
+    for nesterov in (True, False):
+        a = build_model("linear", input_shape=(1, 8, 8), num_classes=10)
+        b = build_model("linear", input_shape=(1, 8, 8), num_classes=10)
+        b.load_state_dict(a.state_dict())
+        fit(a, x, y, epochs=2, batch_size=64, lr=0.1, momentum=0.9, weight_decay=0.0, schedule="constant",
+            nesterov=nesterov, device="cpu")
+        opt = torch.optim.SGD(b.parameters(), lr=0.1, momentum=0.9, nesterov=nesterov)
+        for _ in range(2):   # one batch per epoch: the whole 64 images, order irrelevant for the mean loss
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(b(x), y).backward()
+            opt.step()
+        for pa, pb in zip(a.parameters(), b.parameters()):
+            torch.testing.assert_close(pa, pb, rtol=1e-5, atol=1e-6)

@@ -93,8 +93,8 @@ class NotebookPlan:
 # The papers' set-ups
 # ------------------------------------------------------------------------------------------------------
 def _sgd_multistep(lr, milestones, gamma, weight_decay=1e-4):
-    """Paper A's per-architecture SGD schedule (spec §2.2: momentum 0.9, Nesterov in the code; our fit has
-    no Nesterov), as :func:`reprobust.train.fit` settings."""
+    """Paper A's per-architecture SGD schedule (spec §2.2: momentum 0.9, Nesterov in the code — `fit`'s
+    default), as :func:`reprobust.train.fit` settings."""
     return dict(optimizer="sgd", lr=lr, momentum=0.9, weight_decay=weight_decay, schedule="multistep",
                 milestones=milestones, gamma=gamma)
 
@@ -239,7 +239,7 @@ FULL_SETTINGS = {
         epochs=110, at_epochs=None, patience=None,                # §3 AT.py: 110 epochs (None: PGD-AT as `epochs`), no early stopping
         batch_size=128, lr=0.1,                                   # §3 common: SGD lr 0.1, batch 128
         train_extra=dict(schedule="multistep", milestones=[100, 105], gamma=0.1,  # §3 AT.py: MultiStep [100,105] ×0.1
-                         momentum=0.9, weight_decay=5e-4,         # §3: momentum 0.9 (no Nesterov), wd 5e-4
+                         momentum=0.9, nesterov=False, weight_decay=5e-4,  # §3: momentum 0.9 (no Nesterov), wd 5e-4
                          augment={"padding": 4, "flip": True, "pad_mode": "reflect"}),  # §3 Pad(4, reflect) + crop + flip
         # our default: 10% of the training set held out for selecting the epoch (the authors select on the
         # test set, §8 pitfall 3); standard training uses the PGD-AT recipe (STD.py's 164 epochs differ) so

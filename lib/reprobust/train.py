@@ -186,7 +186,7 @@ def _adversarial_batch(model, xb, yb, adv, seed):
 
 def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.05, optimizer: str = "sgd",
         momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0,
-        device=None, adversarial: dict | None = None, label_smoothing: float = 0.0, noise_std: float = 0.0,
+        nesterov: bool = True, device=None, adversarial: dict | None = None, label_smoothing: float = 0.0, noise_std: float = 0.0,
         loss: str = "ce", regularizer: dict | None = None, stratified: bool = False,
         validation: tuple | None = None, patience: int | None = None, monitor: str = "accuracy",
         on_epoch_end=None, progress: bool = False, milestones=(), gamma=0.1, augment: dict | None = None,
@@ -199,6 +199,8 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
     x : Tensor (N, C, H, W) in [0, 1]; y : LongTensor (N,)
     epochs, batch_size, lr, momentum, weight_decay : training hyper-parameters
     optimizer : {'sgd', 'adam'}
+    nesterov : bool, default True
+        Nesterov momentum for SGD (Paper A's code); False gives plain heavy-ball momentum (Paper E's AT.py).
     schedule : {'constant', 'cosine', 'step'}, learning rate per epoch
     seed : int, seeds batch order, noise and attack starts (deterministic on CPU)
     adversarial : dict, optional
@@ -273,7 +275,7 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
         # Before moving anything: the signature must not depend on the device or memory format.
         signature = _fit_signature(model, x, y, dict(
             epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
-            weight_decay=weight_decay, schedule=schedule, seed=seed, adversarial=adversarial,
+            **({} if nesterov else {"nesterov": False}), weight_decay=weight_decay, schedule=schedule, seed=seed, adversarial=adversarial,
             label_smoothing=label_smoothing, noise_std=noise_std, loss=loss, regularizer=regularizer,
             stratified=stratified, milestones=list(milestones), gamma=gamma, augment=augment,
             amp=use_amp, channels_last=use_cl, patience=patience, monitor=monitor,
@@ -288,7 +290,7 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=momentum > 0)
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov and momentum > 0)
     else:
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     loss_fn = LOSSES[loss]
