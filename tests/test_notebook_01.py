@@ -53,3 +53,9 @@ def test_notebook_01_smoke(run_smoke):
         assert np.corrcoef(means["dbi_cal"], means["success"])[0, 1] == pytest.approx(row["estimate"], abs=1e-4)
     else:
         assert np.isnan(row["estimate"])
+    # every trained model has its early-stopping record: smoke = 3 architectures × 2 training defences
+    # (none, label smoothing) × 2 seeds × (1 full + 10 leave-one-out)
+    log = pd.read_csv(folder / "training_log.csv")
+    assert len(log) == 3 * 2 * 2 * 11 and set(log.excluded_class) == set(range(-1, 10))
+    assert (log.best_epoch <= log.epochs).all() and (log.epochs <= log.epoch_cap).all()
+    assert (log.cap_hit == (log.epochs >= log.epoch_cap)).all() and log.val_score.between(0, 1).all()
