@@ -89,7 +89,7 @@ embedding = None        # umap | pca (smoke uses pca: the UMAP JIT alone takes ~
 snnl_n = None           # points per group in SNNL (equal group sizes)
 snnl_grid = None        # temperatures in the SNNL grid (log-spaced over ±3 decades of the median)
 snnl_subsets = 5        # random subsets per network and group (their spread: the within-network uncertainty)
-n_boot = 1000
+n_perm = 1000           # within-image permutations for each network's null mean of Kendall's W
 overrides = None        # dict of any of the profile's settings (tests use it to shrink the full profile)
 
 # %% [markdown]
@@ -160,7 +160,6 @@ from reprobust.features import capture_activations
 from reprobust.memory import parse_budget
 from reprobust.metrics import manifold as M
 from reprobust.plan import for_dataset, full_settings
-from reprobust.stats import Estimate
 from reprobust.train import accuracy, predict
 from reprobust.validation import check_choice, check_range
 
@@ -637,6 +636,17 @@ def kendall_w(block_by_treatment):
     return (np.nan, np.nan) if y.shape[0] < 2 else stats.kendall_w(y)
 
 
+def kendall_w_null_mean(block_by_treatment, n_perm=n_perm, seed=seed):
+    """Mean of Kendall's W when the treatments are shuffled within every block (the permutation null:
+    about 1 / blocks without ties, more with the ties of k-NN shares), so ``W − null`` is 0 when norms don't
+    matter, whatever the number of images and ties."""
+    y = np.asarray(block_by_treatment, dtype=float)
+    if y.shape[0] < 2:
+        return np.nan
+    order = np.random.default_rng(seed).random((n_perm, *y.shape)).argsort(-1)
+    return float(np.nanmean(stats.kendall_w(np.take_along_axis(np.broadcast_to(y, order.shape), order, -1))[0]))
+
+
 rows = []
 for (m, s), r in res.items():
     owner = np.array(r["owner"])
@@ -645,13 +655,15 @@ for (m, s), r in res.items():
     for panel in PANELS:
         share = np.stack([r["m1_true"][li, owner == f"{a} ({panel})"] / S["k"] for a in ATTACKS], 1)  # images × norms
         w, p_w = kendall_w(share)
+        w_null = kendall_w_null_mean(share)
         if len(share) > 1 and np.ptp(share) > 0:
             h, p_kw = sps.kruskal(*share.T)
             eps2 = float(h / (share.size - 1))
         else:
             eps2, p_kw = np.nan, np.nan
         row = {"model": MODEL_OPTIONS[m][0], "seed": s, "panel": panel, "images fooled by all": len(share),
-               "Friedman W": w, "Friedman p": p_w, "Kruskal–Wallis ε²": eps2, "Kruskal–Wallis p": p_kw}
+               "Friedman W": w, "Friedman W null mean": w_null, "Friedman p": p_w, "Kruskal–Wallis ε²": eps2,
+               "Kruskal–Wallis p": p_kw}
         for j, a in enumerate(ATTACKS):
             row[f"share {a}"] = share[:, j].mean() if len(share) else np.nan
             row[f"confidence {a}"] = float(conf[(conf.panel == panel) & (conf.attack == a)]["median confidence"].iloc[0])
@@ -871,10 +883,11 @@ plt.show()
 # column says how the images/AEs inside a network were reduced to that number. Verdicts follow
 # `reprobust.claims` (95% CI and Holm-adjusted p within each family; fewer than 3 networks: not testable).
 #
-# * **C1 — norms behave differently**: Friedman test across the four norms with the *network* as the block
-#   (per-network mean method-1 true-class share per norm); the statistic is Kendall's W, its CI a
-#   percentile bootstrap over networks. The matched panel is the claim; the unmatched panel is shown
-#   beside it, and a paired row tests whether matching the confidence shrinks the within-network effect.
+# * **C1 — norms behave differently**: per network, the Friedman test across the four norms with the
+#   *image* as the block (Kendall's W over the images every attack fooled) minus W's mean under
+#   within-image shuffles of the norms (its permutation null, `n_perm` shuffles); one excess per network,
+#   t-test over networks. The matched panel is the claim; the unmatched panel is shown beside it, and a
+#   paired row tests whether matching the confidence shrinks the within-network effect.
 # * **C2 — some AEs stay near the true-class manifold**: per norm (matched panel), the fraction of AEs
 #   whose kNN vote (method 1) or preimage distance (method 2) sides with the true class, minus the clean
 #   floor of the same network (paired over networks).
@@ -889,22 +902,6 @@ plt.show()
 #   supported.
 
 # %%
-def friedman_networks(Y, null=0.0, n_boot=n_boot):
-    """Friedman test across conditions (columns) with replicate networks as blocks (rows).
-
-    Returns an Estimate of Kendall's W with a percentile bootstrap CI over networks and the Friedman p.
-    """
-    Y = np.asarray(Y, dtype=float)
-    if not np.all(np.isfinite(Y)):
-        raise ValueError(f"replicate values must be finite; got {int((~np.isfinite(Y)).sum())} non-finite")
-    w, p = kendall_w(Y)
-    rng = np.random.default_rng(seed)
-    reps = stats.kendall_w(Y[rng.integers(0, len(Y), (n_boot, len(Y)))])[0]   # all resamples at once
-    reps = reps[np.isfinite(reps)]
-    low, high = (np.quantile(reps, [0.025, 0.975]) if len(reps) else (np.nan, np.nan))
-    return Estimate(w, float(low), float(high), p, len(Y), "Friedman (networks as blocks)")
-
-
 claims = ClaimsTable()
 ne = norm_effect.set_index(["model", "panel", "seed"]).sort_index()
 for m in MODEL_KEYS:
@@ -925,11 +922,13 @@ for m in MODEL_KEYS:
         Y = ne.loc[(mname, panel), share_cols].to_numpy()
         claims.add(f"{mname}: AE types of different norms behave differently" +
                    (" (confidence-matched)" if panel == "matched" else " (unmatched: follow-up stopping rules)"),
-                   f"Kendall's W across norms of the method-1 true-class share at {lh}", friedman_networks, Y,
-                   expected="positive", family=f"{mname}: norms differ", replicates=SEEDS,
-                   summary="per network: mean over the images every attack fooled, one value per norm",
-                   series=("share per norm",), precondition=matched_pre if panel == "matched" else None,
-                   note=", ".join(f"{a} {v:.2f}" for a, v in zip(ATTACKS, Y.mean(0))))
+                   f"Kendall's W across norms of the method-1 true-class share at {lh} (images as blocks), minus "
+                   "its permutation-null mean", "paired", ne.loc[(mname, panel), "Friedman W"].to_numpy(),
+                   ne.loc[(mname, panel), "Friedman W null mean"].to_numpy(), expected="positive",
+                   family=f"{mname}: norms differ", replicates=SEEDS,
+                   summary="per network: Friedman test over the images every attack fooled, W minus its mean under "
+                   "within-image shuffles of the norms", precondition=matched_pre if panel == "matched" else None,
+                   note="mean share per norm: " + ", ".join(f"{a} {v:.2f}" for a, v in zip(ATTACKS, Y.mean(0))))
     claims.add(f"{mname}: matching the confidence shrinks the norm effect", f"within-network Friedman W across norms "
                f"at {lh}, unmatched − matched", "paired", ne.loc[(mname, "unmatched"), "Friedman W"].to_numpy(),
                ne.loc[(mname, "matched"), "Friedman W"].to_numpy(), expected="positive",
