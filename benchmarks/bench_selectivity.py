@@ -53,31 +53,21 @@ from reprobust import corruptions as corr
 from reprobust.cache import Cache
 from reprobust.context import default_threads
 from reprobust.data import load_dataset
-from reprobust.metrics import selectivity as sel  # noqa: F401 — registers the "class_selectivity" regulariser
+from reprobust.metrics import selectivity as sel  # also registers the "class_selectivity" regulariser
 from reprobust.paths import default_cache_dir
 from reprobust.train import trained_model
 
-# notebook 04's quick profile (notebooks/04_class_selectivity.py, PROFILES["quick"] and model_spec)
-QUICK = dict(alphas=(-2.0, -1.0, 0.0, 0.5), arms=("noise", "adversarial"), epochs=8, batch_size=128, lr=0.05,
-             patience=3, val_fraction=0.1, noise_std=0.1, adv_eps=0.02, adv_steps=3, image_size=32,
-             model=dict(name="resnet", depth=8, width=8, strides="222"))
+# notebook 04's quick profile (notebooks/04_class_selectivity.py, PROFILES["quick"]); its specs come from
+# the same function the notebook calls
+QUICK = dict(alphas=(-2.0, -1.0, 0.0, 0.5), arms=("noise", "adversarial"), dataset="digits", n_train=None,
+             n_test=None, epochs=8, batch_size=128, lr=0.05, patience=3, noise_std=0.1, adv_eps=0.02, adv_steps=3,
+             image_size=32, model=dict(name="resnet", depth=8, width=8, strides="222"))
 TOLERANCE = 1  # 8-bit levels: rounding (ours) against truncation (the reference)
 
 
 def quick_spec(alpha: float, seed: int, arm: str = "standard") -> dict:
     """The notebook's model spec (its cache key) for one α, seed and arm on the quick profile."""
-    q = QUICK
-    train = {"epochs": q["epochs"], "batch_size": q["batch_size"], "lr": q["lr"], "stratified": True,
-             "val_fraction": q["val_fraction"], "patience": q["patience"],
-             "regularizer": {"name": "class_selectivity", "alpha": float(alpha)}}
-    if arm == "noise":
-        train["noise_std"] = q["noise_std"]
-    elif arm == "adversarial":
-        train["adversarial"] = {"attack": "pgd", "norm": "linf", "eps": q["adv_eps"], "steps": q["adv_steps"],
-                                "step_size": q["adv_eps"] / 2}
-        train["monitor"] = "robust_accuracy"
-    return {"data": {"name": "digits", "image_size": q["image_size"], "n_train": None, "n_test": None},
-            "model": dict(q["model"]), "train": train, "seed": int(seed)}
+    return sel.selectivity_training_spec(QUICK, alpha, seed, arm)
 
 
 def grid_specs(seeds: int) -> list[tuple[str, float, int, dict]]:

@@ -159,9 +159,10 @@ S
 #   the undefended models' validation data is ≤ `max_defence_cost`; `spatial_smoothing`: 3×3 median (the
 #   smallest median filter) in front of the undefended model; `spatial_smoothing_trained`: the same filter
 #   built into the model and trained through (the paper's "also during training" variant, spec §2.3), so
-#   the network learns on smoothed digits instead of meeting them only at test time. Every defence's cost (accuracy drop vs the same architecture and seed
-#   undefended) is in the tables; a defence whose mean cost exceeds the bound is flagged and its claims
-#   rows are *not testable here* (a defence that destroys accuracy is not a defence).
+#   the network learns on smoothed digits instead of meeting them only at test time. Every defence's cost
+#   (accuracy drop vs the same architecture and seed undefended) is in the tables; a defence whose mean
+#   cost exceeds the bound is flagged and its claims rows are *not testable here* (a defence that destroys
+#   accuracy is not a defence).
 # * **Metrics.** DBI (one cluster per unknown class in the N-dim label space, excluded index re-inserted
 #   as 0) and AM (mean L1 distance of class means) on the *test* images, each **raw** and **calibrated**:
 #   every model's logits divided by its own temperature, fitted (NLL) on its validation split — its known
@@ -217,8 +218,9 @@ def validation_data(spec):
 
 configs = [(a, d) for a in S["architectures"] for d in S["defences"]]
 t = time.perf_counter()
-grid = [model_spec(a, d, k, s) for a in S["architectures"] for d in S["defences"] if d in TRAINING_DEFENCES
-        for s in SEEDS for k in (None, *range(N))]
+grid_keys = [(a, d, k, s) for a in S["architectures"] for d in S["defences"] if d in TRAINING_DEFENCES
+             for s in SEEDS for k in (None, *range(N))]
+grid = [model_spec(*key) for key in grid_keys]
 train_grid(grid, cache=ctx.cache, device=ctx.device, load=False)
 PHASES["training"] = time.perf_counter() - t
 print(f"{len(grid)} models trained or loaded ({len(S['architectures'])} architectures × "
@@ -368,18 +370,13 @@ ctx.save_table(convergence.round(4), "convergence", caption="Full-model clean ac
 def training_log():
     """Every trained model's early-stopping record, read from its cached training history."""
     rows = []
-    for a in S["architectures"]:
-        for d in [d for d in S["defences"] if d in TRAINING_DEFENCES]:
-            for s in SEEDS:
-                for k in (None, *range(N)):
-                    spec = model_spec(a, d, k, s)
-                    h = trained_model(spec, cache=ctx.cache, device=ctx.device).history
-                    rows.append({"architecture": a, "defence": d, "seed": s, "excluded_class": -1 if k is None else k,
-                                 "epochs": h["epochs_trained"], "best_epoch": h["best_epoch"],
-                                 "epoch_cap": spec["train"]["epochs"],
-                                 "cap_hit": h["epochs_trained"] >= spec["train"]["epochs"],
-                                 "monitor": "robust accuracy" if d == "adversarial" else "accuracy",
-                                 "val_score": float(max(h["val_accuracy"]))})
+    for (a, d, k, s), spec in zip(grid_keys, grid):
+        h = trained_model(spec, cache=ctx.cache, device=ctx.device).history
+        rows.append({"architecture": a, "defence": d, "seed": s, "excluded_class": -1 if k is None else k,
+                     "epochs": h["epochs_trained"], "best_epoch": h["best_epoch"], "epoch_cap": spec["train"]["epochs"],
+                     "cap_hit": h["epochs_trained"] >= spec["train"]["epochs"],
+                     "monitor": "robust accuracy" if d == "adversarial" else "accuracy",
+                     "val_score": float(max(h["val_accuracy"]))})
     return pd.DataFrame(rows).to_dict("list")
 
 
@@ -604,6 +601,12 @@ def attack_setting(arch, defence, s):
 # over the defences within the cost bound (an over-cost defence would shrink it to the images it spares).
 defence_cost = metrics.groupby("defence")["defence_cost"].mean()
 IN_BOUND = [d for d in S["defences"] if defence_cost[d] <= S["max_defence_cost"]]
+
+
+def cost_precondition(defence):
+    """A claims-row precondition: the defence's mean clean-accuracy cost is within the bound."""
+    return (defence in IN_BOUND,
+            f"{defence} costs {defence_cost[defence]:.3f} clean accuracy > bound {S['max_defence_cost']}")
 attacked = {(a, d, s): attack_setting(a, d, s) for a, d in tqdm(configs, desc="attack", mininterval=5) for s in SEEDS}
 common = np.ones(len(pool), dtype=bool)
 for (a, d, s), out in attacked.items():
@@ -775,8 +778,7 @@ for tag in ("cal", "raw"):
     for defence in S["defences"]:
         if defence == "none":
             continue
-        ok = defence_cost[defence] <= S["max_defence_cost"]
-        pre = (ok, f"{defence} costs {defence_cost[defence]:.3f} clean accuracy > bound {S['max_defence_cost']}")
+        pre = cost_precondition(defence)
         idx = [(a, s) for a in archs for s in SEEDS]
         for metric in (f"dbi_{tag}", f"amalgam_{tag}"):
             after = [wide.loc[(a, s, defence), metric] for a, s in idx]
@@ -787,8 +789,7 @@ for tag in ("cal", "raw"):
                        summary="one model set per architecture and seed")
     if tag == "cal":
         for defence in S["defences"][1:]:
-            ok = defence_cost[defence] <= S["max_defence_cost"]
-            pre = (ok, f"{defence} costs {defence_cost[defence]:.3f} clean accuracy > bound {S['max_defence_cost']}")
+            pre = cost_precondition(defence)
             idx = [(a, s) for a in archs for s in SEEDS]
             for attack in ("pixel", "threshold"):
                 claims.add("defences lower attack success", f"{attack}@{REF[attack]:g}: {defence} − none", "paired",

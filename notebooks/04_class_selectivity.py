@@ -226,23 +226,13 @@ ctx.save_figure(fig, "corruption_examples", caption="The corruption families at 
 # ## Train the α × seed grid and the two arms (cached)
 
 # %%
-ARMS = ("standard", "noise", "adversarial")
+ARMS = sel.ARMS
 
 
 def model_spec(alpha, model_seed, arm="standard"):
     # `train_extra`: the full profile's augmentation / schedule (empty on smoke and quick, so their specs,
     # i.e. their cache keys, are unchanged)
-    train = {"epochs": S["epochs"], "batch_size": S["batch_size"], "lr": S["lr"], "stratified": True,
-             "val_fraction": 0.1, "patience": S["patience"],
-             "regularizer": {"name": "class_selectivity", "alpha": float(alpha)}, **S["train_extra"]}
-    if arm == "noise":
-        train["noise_std"] = S["noise_std"]
-    elif arm == "adversarial":
-        train["adversarial"] = {"attack": "pgd", "norm": "linf", "eps": S["adv_eps"], "steps": S["adv_steps"],
-                                "step_size": S["adv_eps"] / 2}
-        train["monitor"] = "robust_accuracy"
-    return {"data": {"name": S["dataset"], "image_size": S["image_size"], "n_train": S["n_train"], "n_test": S["n_test"]},
-            "model": dict(S["model"]), "train": train, "seed": int(model_seed)}
+    return sel.selectivity_training_spec(S, alpha, model_seed, arm)
 
 
 seeds = [seed + s for s in range(S["n_seeds"])]
@@ -815,18 +805,19 @@ for j, a in enumerate(alpha_list):
                    f"clean accuracy (all {len(ds.y_test)} test images), α = {a:g} − α = 0", "paired",
                    ACC_TEST[:, j], ACC_TEST[:, j0], expected="equivalent", margin=ACC_TOLERANCE,
                    family="α-grid accuracy rule", replicates=seeds, summary="per-seed paired difference")
+ANY_MEASURABLE = (len(measurable) > 0, "no corruption has a measurable effect")
 claims.add("1. lower selectivity → more robust to corruptions", "slope of corrupted/clean accuracy (measurable "
            "corruptions) on SI", si_slope, SI, CORR_REL, expected="negative", family="1", summary=per_seed_slope,
-           precondition=(len(measurable) > 0, "no corruption has a measurable effect"), **kw)
+           precondition=ANY_MEASURABLE, **kw)
 claims.add("1. (rank version)", "Spearman ρ of corrupted/clean (measurable) with SI", si_rank_slope, SI, CORR_REL,
            expected="negative", family="1", summary=per_seed_slope,
-           precondition=(len(measurable) > 0, "no corruption has a measurable effect"), **kw)
+           precondition=ANY_MEASURABLE, **kw)
 claims.add("1. (corruptions weighted equally)", "slope of the mean over measurable corruptions of accuracy drop / "
            "its α = 0 drop, on SI", si_slope, SI, CORR_EQ, expected="positive", family="1", summary=per_seed_slope,
-           precondition=(len(measurable) > 0, "no corruption has a measurable effect"), **kw)
+           precondition=ANY_MEASURABLE, **kw)
 claims.add("1. (corruptions weighted equally, rank version)", "Spearman ρ of the equally weighted relative drop "
            "with SI", si_rank_slope, SI, CORR_EQ, expected="positive", family="1", summary=per_seed_slope,
-           precondition=(len(measurable) > 0, "no corruption has a measurable effect"), **kw)
+           precondition=ANY_MEASURABLE, **kw)
 claims.add("1. (raw, all corruptions)", "slope of corrupted accuracy (all corruptions) on SI", si_slope, SI,
            by_seed(grid, "corrupted_acc"), expected="negative", family="1", summary=per_seed_slope, **kw)
 for fam, Y in FAMILY_REL.items():
@@ -876,9 +867,8 @@ gap_check = claims.add("check: the effect-matched PGD-L2 set has the corrupted s
                        replicates=seeds)
 for cond, what in (("corrupted", "vs corruptions (as published)"), ("noise", "vs equal-L2 Gaussian noise (control)"),
                    ("adversarial_matched", "effect-matched: same accuracy drop as the corruptions")):
-    a_cond = "adversarial" if cond != "adversarial_matched" else "adversarial_matched"
-    ref = "corrupted" if cond == "adversarial_matched" else cond
     matched_row = cond == "adversarial_matched"
+    a_cond, ref = (cond, "corrupted") if matched_row else ("adversarial", cond)
     claims.add(f"4. adversarial inputs raise early dimensionality more — {what}",
                f"n95(perturbed − clean), {a_cond} − {ref}, {L0}", "paired",
                dim_array(L0, a_cond, "n_delta").mean(1), dim_array(L0, ref, "n_delta").mean(1), expected="positive",

@@ -68,7 +68,7 @@ from tqdm.auto import tqdm
 from reprobust.context import setup_notebook
 from reprobust.data import load_dataset, validation_split
 from reprobust.dispatch import train_grid
-from reprobust.train import trained_model, build_from_spec
+from reprobust.train import accuracy, build_from_spec, trained_model
 from reprobust.metrics import feature_maps as fm
 from reprobust.cache import config_key
 from reprobust.claims import ClaimsTable
@@ -312,8 +312,7 @@ def masking_column(spec, net):
 def validation_accuracy(net, s):
     """Natural accuracy on the model's own held-out validation split (the spec's seed draws it)."""
     _, (xv, yv) = validation_split(ds.x_train, ds.y_train, S["val_fraction"], seed=s)
-    with torch.no_grad():
-        return float((net(xv.to(ctx.device)).argmax(1) == yv.to(ctx.device)).float().mean())
+    return accuracy(net, xv, yv, device=ctx.device)
 
 
 rows = []

@@ -187,3 +187,18 @@ def test_gradient_variability_statistics():
     assert out["cv_across_units"] == pytest.approx((row0 + row1) / 2)
     with pytest.raises(ValueError):
         G.gradient_variability(np.ones(3))
+
+
+def test_selectivity_training_spec_arms_and_bad_arm():
+    from reprobust.metrics.selectivity import selectivity_training_spec
+
+    S = dict(dataset="digits", image_size=32, n_train=None, n_test=None, model={"name": "resnet"}, epochs=2,
+             batch_size=64, lr=0.05, patience=1, noise_std=0.1, adv_eps=0.02, adv_steps=3, train_extra={"augment": {}})
+    std = selectivity_training_spec(S, -1, 3)
+    assert std["train"]["regularizer"] == {"name": "class_selectivity", "alpha": -1.0} and std["seed"] == 3
+    assert std["train"]["augment"] == {} and "noise_std" not in std["train"] and "adversarial" not in std["train"]
+    assert selectivity_training_spec(S, 0, 3, "noise")["train"]["noise_std"] == 0.1
+    adv = selectivity_training_spec(S, 0, 3, "adversarial")["train"]
+    assert adv["adversarial"]["step_size"] == 0.01 and adv["monitor"] == "robust_accuracy"
+    with pytest.raises(ValueError, match="arm"):
+        selectivity_training_spec(S, 0, 3, "augmix")

@@ -37,7 +37,7 @@ import torch
 
 from .attacks import AttackResult, apgd, pgd
 from .attacks.square import square
-from .train import predict
+from .train import accuracy, predict
 from .validation import check_choice, check_range
 
 ENSEMBLES = ("fast", "standard")
@@ -371,9 +371,9 @@ def radius_for_accuracy(model, x, y, target: float, *, eps_high: float, toleranc
         nonlocal runs
         runs += 1
         x_adv = pgd(model, x, y, eps=eps, norm=norm, steps=steps, seed=seed, batch_size=batch_size).x_adv
-        return float((predict(model, x_adv, device=dev).argmax(1).to(dev) == y).float().mean()), x_adv
+        return accuracy(model, x_adv, y, device=dev), x_adv
 
-    clean = float((predict(model, x, device=dev).argmax(1).to(dev) == y).float().mean())
+    clean = accuracy(model, x, y, device=dev)
     best = (abs(clean - target), 0.0, clean, x)
     lo, hi = 0.0, float(eps_high)
     while best[0] > tolerance and runs < max_evaluations:

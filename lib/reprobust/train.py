@@ -186,8 +186,8 @@ def _adversarial_batch(model, xb, yb, adv, seed):
 
 def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.05, optimizer: str = "sgd",
         momentum: float = 0.9, weight_decay: float = 5e-4, schedule: str = "cosine", seed: int = 0,
-        nesterov: bool = True, device=None, adversarial: dict | None = None, label_smoothing: float = 0.0, noise_std: float = 0.0,
-        loss: str = "ce", regularizer: dict | None = None, stratified: bool = False,
+        nesterov: bool = True, device=None, adversarial: dict | None = None, label_smoothing: float = 0.0,
+        noise_std: float = 0.0, loss: str = "ce", regularizer: dict | None = None, stratified: bool = False,
         validation: tuple | None = None, patience: int | None = None, monitor: str = "accuracy",
         on_epoch_end=None, progress: bool = False, milestones=(), gamma=0.1, augment: dict | None = None,
         amp: bool | None = None, channels_last: bool | None = None, checkpoint_path=None) -> dict:
@@ -275,7 +275,9 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
         # Before moving anything: the signature must not depend on the device or memory format.
         signature = _fit_signature(model, x, y, dict(
             epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer, momentum=momentum,
-            **({} if nesterov else {"nesterov": False}), weight_decay=weight_decay, schedule=schedule, seed=seed, adversarial=adversarial,
+            # nesterov only when off, so that the signatures of existing checkpoints are unchanged
+            **({} if nesterov else {"nesterov": False}), weight_decay=weight_decay, schedule=schedule, seed=seed,
+            adversarial=adversarial,
             label_smoothing=label_smoothing, noise_std=noise_std, loss=loss, regularizer=regularizer,
             stratified=stratified, milestones=list(milestones), gamma=gamma, augment=augment,
             amp=use_amp, channels_last=use_cl, patience=patience, monitor=monitor,
@@ -290,7 +292,8 @@ def fit(model, x, y, *, epochs: int = 10, batch_size: int = 128, lr: float = 0.0
     gen = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     if optimizer == "sgd":
-        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov and momentum > 0)
+        opt = torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                              nesterov=nesterov and momentum > 0)
     else:
         opt = torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     loss_fn = LOSSES[loss]

@@ -30,7 +30,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from ..validation import check_range
+from ..validation import check_choice, check_range
 
 #: ε of the SI denominator (Leavitt & Morcos; third-party code uses 1e-6 or 1e-7).
 DEFAULT_EPS = 1e-7
@@ -362,6 +362,48 @@ class SelectivityRegularizer:
 
     def __repr__(self) -> str:
         return f"SelectivityRegularizer(alpha={self.alpha}, layers={self.layers}, eps={self.eps})"
+
+
+#: Training arms of the class-selectivity experiment: the α grid trains ``standard``; the two arms at α = 0
+#: test the link in the other direction (Gaussian-noise augmentation, adversarial training).
+ARMS = ("standard", "noise", "adversarial")
+
+
+def selectivity_training_spec(settings: Mapping, alpha: float, seed: int, arm: str = "standard") -> dict:
+    """The model spec (and cache key) of one network of the class-selectivity experiment (notebook 04).
+
+    Parameters
+    ----------
+    settings : mapping with ``dataset, image_size, n_train, n_test, model`` (the data set and a
+        :mod:`reprobust.models` spec), ``epochs, batch_size, lr, patience`` (fit; 10 % of the training
+        set held out for early stopping), ``noise_std`` (the noise arm) and ``adv_eps, adv_steps`` (the
+        adversarial arm: L∞ PGD, step ε/2, early stopping on robust accuracy); optional ``train_extra``,
+        more fit settings (e.g. augmentation and schedule on the full profile)
+    alpha : float, the regulariser's weight (``loss = CE − α · µ_SI``)
+    seed : int
+    arm : {'standard', 'noise', 'adversarial'}
+
+    Returns
+    -------
+    dict for :func:`reprobust.train.trained_model`
+
+    Example
+    -------
+    >>> spec = selectivity_training_spec(S, alpha=-1.0, seed=0)
+    """
+    check_choice("arm", arm, ARMS)
+    train = {"epochs": settings["epochs"], "batch_size": settings["batch_size"], "lr": settings["lr"],
+             "stratified": True, "val_fraction": 0.1, "patience": settings["patience"],
+             "regularizer": {"name": "class_selectivity", "alpha": float(alpha)}, **settings.get("train_extra", {})}
+    if arm == "noise":
+        train["noise_std"] = settings["noise_std"]
+    elif arm == "adversarial":
+        train["adversarial"] = {"attack": "pgd", "norm": "linf", "eps": settings["adv_eps"],
+                                "steps": settings["adv_steps"], "step_size": settings["adv_eps"] / 2}
+        train["monitor"] = "robust_accuracy"
+    data = {"name": settings["dataset"], "image_size": settings["image_size"], "n_train": settings["n_train"],
+            "n_test": settings["n_test"]}
+    return {"data": data, "model": dict(settings["model"]), "train": train, "seed": int(seed)}
 
 
 def _register():
